@@ -1,0 +1,37 @@
+# Two commands matter: `make demo` and `make test`. Each sets up everything it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nbconvo-installed
+MODEL ?= qwen2.5-coder-0.5b
+
+.PHONY: setup fetch-model demo test lint typecheck clean
+
+setup: $(STAMP)
+
+# Reinstall when the project's dependencies change. llama-cpp-python compiles from
+# source the first time (about 5 minutes on 2 cores); pip caches the wheel afterwards.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet -e '.[local,test]'
+	touch $(STAMP)
+
+fetch-model: setup
+	$(PY) -m nbconvo._localmodel fetch $(MODEL)
+
+demo: fetch-model
+	$(PY) -m nbconvo._cli run notebooks/quickstart.ipynb --output demo-output/quickstart.ipynb --transcript demo-output/quickstart.md
+
+lint: setup
+	$(PY) -m ruff check nbconvo tests
+	$(PY) -m ruff format --check nbconvo
+
+typecheck: setup
+	$(PY) -m mypy
+
+test: fetch-model lint typecheck
+	NBCONVO_REQUIRE_MODEL=1 $(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

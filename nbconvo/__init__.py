@@ -1,0 +1,113 @@
+"""nbconvo: multi-turn conversations with language models in Jupyter notebooks.
+
+``%load_ext nbconvo`` registers ``%%turn`` and ``%convo``. In code cells,
+``nbconvo.current()`` is the current ``Conversation``. Heavy dependencies (httpx,
+tiktoken, llama-cpp-python, the widget) load on first use, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from nbconvo._conversation import Conversation, StreamSink, TurnOptions
+from nbconvo._errors import (
+    ConfigurationError,
+    ContextWindowExceeded,
+    ConversationError,
+    NbconvoError,
+    PersistenceError,
+    ProviderError,
+    ReplayMiss,
+    StreamInterrupted,
+    TurnInterrupted,
+    UsageError,
+)
+from nbconvo._session import SESSION
+from nbconvo._tree import ConversationTree, Turn
+
+__version__ = "0.1.0"
+
+_MAGICS: Any = None
+
+
+def current() -> Conversation:
+    """The current conversation (``%convo use NAME`` changes which)."""
+    _ensure_cell_tracking()
+    return SESSION.current()
+
+
+def fork(n: int, name: str | None = None) -> str:
+    """Fork the current conversation at turn ``n`` of its active path; returns the branch."""
+    return current().fork(n, name)
+
+
+def _ensure_cell_tracking() -> None:
+    # Used as a library inside IPython without %load_ext: still learn cell ids for reruns.
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and _MAGICS is None:
+        load_ipython_extension(shell)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbconvo``: register the magics and the cell-id hook."""
+    global _MAGICS
+    from nbconvo._magics import ConvoMagics
+
+    if _MAGICS is not None and _MAGICS.shell is ipython:
+        return
+    magics = ConvoMagics(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.tracker.pre_run_cell)
+    _MAGICS = magics
+    from nbconvo import _conversation
+
+    _conversation.cell_context = _cell_context
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    global _MAGICS
+    if _MAGICS is None:
+        return
+    with contextlib.suppress(ValueError):
+        ipython.events.unregister("pre_run_cell", _MAGICS.tracker.pre_run_cell)
+    from nbconvo import _conversation
+
+    _conversation.cell_context = _conversation._no_cell
+    for kind in ("line", "cell"):
+        for name in ("convo", "turn"):
+            ipython.magics_manager.magics[kind].pop(name, None)
+    _MAGICS = None
+
+
+def _cell_context() -> tuple[str | None, object | None]:
+    if _MAGICS is None:
+        return None, None
+    return _MAGICS.tracker.cell_id, _MAGICS.tracker.execution
+
+
+__all__ = [
+    "ConfigurationError",
+    "ContextWindowExceeded",
+    "Conversation",
+    "ConversationError",
+    "ConversationTree",
+    "NbconvoError",
+    "PersistenceError",
+    "ProviderError",
+    "ReplayMiss",
+    "StreamInterrupted",
+    "StreamSink",
+    "Turn",
+    "TurnInterrupted",
+    "TurnOptions",
+    "UsageError",
+    "current",
+    "fork",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]

@@ -1,0 +1,183 @@
+"""``nbconvo run NOTEBOOK``: execute a notebook headlessly and regenerate its dialogue.
+
+Each execute request carries the cell's id in its metadata, as JupyterLab sends it, so
+turns map to cells exactly as they do in the browser (the rerun contract holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+TRANSCRIPT_CODE = """\
+import json as _json, nbconvo as _nbconvo
+print("NBCONVO-TRANSCRIPT" + _json.dumps({
+    name: c._repr_markdown_() for name, c in _nbconvo._session.SESSION.conversations.items()
+    if c.turns
+}))
+"""
+
+
+def _client_classes() -> tuple[type[Any], type[Any]]:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import DottedObjectName
+
+    class CellIdKernelClient(AsyncKernelClient):  # type: ignore[misc]
+        """Sends ``metadata.cellId`` with each execute request, like JupyterLab."""
+
+        next_cell_id: str | None = None
+
+        def execute(  # type: ignore[override]
+            self,
+            code: str,
+            silent: bool = False,
+            store_history: bool = True,
+            user_expressions: dict[str, Any] | None = None,
+            allow_stdin: bool | None = None,
+            stop_on_error: bool = True,
+        ) -> str:
+            content = {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": user_expressions or {},
+                "allow_stdin": self.allow_stdin if allow_stdin is None else allow_stdin,
+                "stop_on_error": stop_on_error,
+            }
+            metadata = {"cellId": self.next_cell_id} if self.next_cell_id else {}
+            msg = self.session.msg("execute_request", content, metadata=metadata)
+            self.shell_channel.send(msg)
+            return str(msg["header"]["msg_id"])
+
+    class CellIdKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        client_class = DottedObjectName("nbconvo._cli.CellIdKernelClient")
+
+    globals()["CellIdKernelClient"] = CellIdKernelClient
+    return CellIdKernelClient, CellIdKernelManager
+
+
+def run_notebook(
+    path: Path,
+    *,
+    output: Path | None = None,
+    transcript: Path | None = None,
+    model: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: int = 600,
+    progress: bool = True,
+) -> tuple[Path, Path, str]:
+    """Execute ``path``; write the executed notebook and the transcript. Returns
+    (notebook path, transcript path, transcript text)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from tqdm import tqdm
+
+    from nbconvo._errors import NbconvoError
+
+    _, manager_class = _client_classes()
+    nb = nbformat.read(path, as_version=4)
+    output = output or path.with_name(path.stem + ".out.ipynb")
+    transcript = transcript or output.with_suffix(".md")
+    kernel_env = {**os.environ, **(env or {})}
+    if model:
+        kernel_env["NBCONVO_MODEL"] = model
+
+    class CellIdNotebookClient(NotebookClient):  # type: ignore[misc]
+        def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
+            if self.kc is not None:
+                self.kc.next_cell_id = cell.get("id")
+            return super().execute_cell(cell, cell_index, *args, **kwargs)
+
+    client = CellIdNotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        kernel_manager_class=manager_class,
+        resources={"metadata": {"path": str(path.parent.resolve())}},
+    )
+    code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    bar = tqdm(
+        total=len(code_cells), desc=path.name, unit="cell", disable=not progress, file=sys.stderr
+    )
+    texts: dict[str, str] = {}
+    with client.setup_kernel(env=kernel_env):
+        try:
+            for index in code_cells:
+                bar.set_postfix_str(_first_line(nb.cells[index].source))
+                client.execute_cell(nb.cells[index], index)
+                bar.update(1)
+        except CellExecutionError as error:
+            bar.close()
+            nbformat.write(nb, output)
+            raise NbconvoError(
+                f"cell {index + 1} of {path.name} failed: {_error_line(error)} "
+                f"(partial notebook written to {output})"
+            ) from None
+        bar.close()
+        probe = nbformat.v4.new_code_cell(TRANSCRIPT_CODE)
+        nb.cells.append(probe)
+        client.execute_cell(probe, len(nb.cells) - 1)
+        nb.cells.pop()
+        for out in probe.outputs:
+            text = out.get("text", "")
+            if text.startswith("NBCONVO-TRANSCRIPT"):
+                texts = json.loads(text[len("NBCONVO-TRANSCRIPT") :])
+    nbformat.write(nb, output)
+    body = "\n\n".join(texts.values()) or "*(no turns)*\n"
+    transcript.write_text(body, encoding="utf-8")
+    return output, transcript, body
+
+
+def _first_line(source: str) -> str:
+    line = next((s for s in source.splitlines() if s.strip()), "")
+    return line[:40]
+
+
+def _error_line(error: Exception) -> str:
+    ename = getattr(error, "ename", "") or type(error).__name__
+    evalue = " ".join(str(getattr(error, "evalue", "") or "").split())
+    return f"{ename}: {evalue}"[:300]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbconvo", description=__doc__)
+    subs = parser.add_subparsers(dest="command", required=True)
+    run = subs.add_parser("run", help="execute a notebook, regenerating its dialogue")
+    run.add_argument("notebook", type=Path)
+    run.add_argument("--model", help="PROVIDER:MODEL used where the notebook sets none")
+    run.add_argument("--output", type=Path, help="executed notebook (default NAME.out.ipynb)")
+    run.add_argument("--transcript", type=Path, help="Markdown transcript (default NAME.out.md)")
+    run.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    run.add_argument("--quiet", action="store_true", help="no progress bar or transcript print")
+    args = parser.parse_args(argv)
+    from nbconvo._errors import NbconvoError
+
+    if not args.notebook.is_file():
+        print(f"nbconvo: no notebook at {args.notebook}", file=sys.stderr)
+        return 2
+    try:
+        out, transcript, text = run_notebook(
+            args.notebook,
+            output=args.output,
+            transcript=args.transcript,
+            model=args.model,
+            timeout=args.timeout,
+            progress=not args.quiet,
+        )
+    except NbconvoError as error:
+        print(f"nbconvo: {error}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(text)
+    print(f"nbconvo: wrote {out} and {transcript}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

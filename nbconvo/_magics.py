@@ -1,0 +1,364 @@
+"""IPython magics: ``%%turn`` and ``%convo``. An edge module: it parses, calls the
+conversation, and displays; it knows no provider."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import (
+    MagicArgumentParser,
+    argument,
+    magic_arguments,
+    parse_argstring,
+)
+from IPython.utils.text import dedent
+
+from nbconvo import _errors
+from nbconvo._conversation import Conversation, StreamSink, TurnOptions
+from nbconvo._display import StreamingMarkdown, show_markdown
+from nbconvo._errors import NbconvoError, UsageError
+from nbconvo._interpolate import interpolate
+from nbconvo._models import context_window
+from nbconvo._render import (
+    branches_markdown,
+    footer_markdown,
+    footer_text,
+    history_markdown,
+    md_escape,
+    turn_markdown,
+)
+from nbconvo._session import SESSION, Session
+
+
+def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
+    try:
+        return parse_argstring(func, line)
+    except ValueError as error:  # unbalanced quotes from the argument splitter
+        raise UsageError(f"could not read the arguments: {error}") from None
+    except Exception as error:
+        if type(error).__name__ == "UsageError":  # IPython's: re-raise as ours, one line
+            raise UsageError(f"{error} (see `{func.__name__}?` for help)") from None
+        raise
+
+
+class CellTracker:
+    """Remembers the cell id of the execution in progress (IPython ``pre_run_cell``)."""
+
+    def __init__(self) -> None:
+        self.cell_id: str | None = None
+        self.execution: object | None = None
+        self._counter = itertools.count(1)
+
+    def pre_run_cell(self, info: Any) -> None:
+        self.cell_id = getattr(info, "cell_id", None)
+        self.execution = next(self._counter)
+
+
+def _convo_parser() -> MagicArgumentParser:
+    parser = MagicArgumentParser(
+        prog="%convo",
+        description="Manage the conversation. Bare `%convo` shows the conversation.",
+    )
+    subs = parser.add_subparsers(
+        dest="command", parser_class=MagicArgumentParser, metavar="COMMAND"
+    )
+
+    def sub(name: str, text: str) -> MagicArgumentParser:
+        p: MagicArgumentParser = subs.add_parser(name, help=text, description=text)
+        return p
+
+    p = sub("model", "show or set the model, PROVIDER:MODEL (openai:…, ollama:…, llama:PATH)")
+    p.add_argument("spec", nargs="?")
+    p.add_argument("--base-url", help="server address for this provider (gateways, local servers)")
+    p = sub("system", "set the system prompt (the rest of the line), or --clear")
+    p.add_argument("text", nargs="*")
+    p = sub("goal", "pin the objective, sent with every request (the rest of the line), or --clear")
+    p.add_argument("text", nargs="*")
+    p = sub("budget", "target number of exchanges, or --clear")
+    p.add_argument("n", nargs="?")
+    p.add_argument("--clear", action="store_true")
+    p = sub("fork", "branch at turn N of the active path (0: an empty branch) and switch to it")
+    p.add_argument("n", type=int)
+    p.add_argument("--name", help="branch name (default fork-1, fork-2, …)")
+    p = sub("switch", "switch to a branch, or to a turn: #ID (stable id) or 3.2 (a version)")
+    p.add_argument("target")
+    sub("branches", "list the branches")
+    sub("history", "the active path, turn by turn")
+    p = sub("show", "one turn in full (default: the head)")
+    p.add_argument("turn", nargs="?")
+    p = sub("new", "start a new named conversation and make it current")
+    p.add_argument("name")
+    p = sub("use", "make a named conversation current")
+    p.add_argument("name")
+    sub("list", "list the conversations")
+    p = sub("inspect", "show the exact next request (with an optional prompt)")
+    p.add_argument("prompt", nargs="*")
+    sub("undo", "move the head back one turn (the turn stays in the tree)")
+    sub("reset", "start the current conversation afresh (the old tree is kept in the history)")
+    p = sub("key", "type an API key for a provider (kept in memory only)")
+    p.add_argument("provider")
+    for p in subs.choices.values():
+        p.add_argument("-c", "--convo", help="the conversation to act on (default: current)")
+    return parser
+
+
+CONVO_PARSER = _convo_parser()
+_RAW_TEXT = {"system", "goal"}
+_KEY_VARIABLES = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "azure": "AZURE_OPENAI_API_KEY",
+    "copilot": "NBCONVO_M365_TOKEN",
+    "openai-compatible": "NBCONVO_API_KEY",
+}
+
+
+@magics_class
+class ConvoMagics(Magics):
+    """``%%turn`` sends the cell as one turn; ``%convo`` manages conversations."""
+
+    def __init__(self, shell: Any, session: Session | None = None) -> None:
+        super().__init__(shell)
+        self.session = session or SESSION
+        self.tracker = CellTracker()
+
+    # --- %%turn --------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-m", "--model", help="PROVIDER:MODEL for this turn only")
+    @argument("-c", "--convo", help="the named conversation to add to (default: current)")
+    @argument("-t", "--temperature", type=float, help="sampling temperature for this turn")
+    @argument("--max-tokens", type=int, help="maximum answer length in tokens")
+    @argument("-o", "--out", help="also store the answer text in this variable")
+    @argument("--raw", action="store_true", help="send the cell as written: no {var} interpolation")
+    @argument("--id", help="stable identity for this cell where the front end sends no cell id")
+    @argument("--fork", type=int, metavar="N", help="fork at turn N first, then send")
+    @argument("--no-stream", action="store_true", help="wait for the whole answer")
+    @cell_magic
+    def turn(self, line: str, cell: str) -> None:
+        """Send the cell as one turn of the conversation and stream the answer.
+
+        `{name}`, `{name.attr}`, `{name[0]}` and `{name["key"]}` are replaced with values
+        from the notebook; everything else in braces is sent as written; `{{name}}` sends
+        `{name}`. Rerunning a cell makes a new version of its turn.
+        """
+        args = _parse(self.turn, line)
+        if args.out is not None and not args.out.isidentifier():
+            raise UsageError(f"-o/--out needs a Python variable name, not {args.out!r}")
+        if args.max_tokens is not None and args.max_tokens < 1:
+            raise UsageError("--max-tokens must be a positive whole number")
+        convo = self.session.get(args.convo)
+        text = cell if args.raw else interpolate(cell, self.shell.user_ns)
+        options = TurnOptions(
+            model=args.model,
+            temperature=args.temperature,
+            max_tokens=args.max_tokens,
+            fork=args.fork,
+            cell_id=args.id or self.tracker.cell_id,
+            execution=self.tracker.execution,
+            source=cell,
+        )
+        if not text.strip():
+            raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
+        if args.fork is not None:
+            convo.tree.at_position(args.fork)  # out of range: fail before anything is sent
+        spec = convo.model_spec(args.model)
+        provider = convo.provider(spec)
+        output = StreamingMarkdown(stream=not args.no_stream)
+        notices: list[str] = []
+        output.start()
+        sink = StreamSink(on_text=output.feed, on_notice=notices.append)
+        try:
+            turn = convo.ask(text.strip("\n"), sink=sink, options=options)
+        except NbconvoError:
+            if output.text:
+                output.finish()
+            else:
+                output.finish("*(no answer)*")
+            raise
+        output.finish(turn.answer)
+        if args.out:
+            self.shell.user_ns[args.out] = turn.answer
+        footer = footer_text(convo, turn, context_window(spec, provider))
+        for notice in notices:
+            footer += f" · ⚠ {notice}"
+        show_markdown(footer_markdown(footer), footer)
+
+    # --- %convo --------------------------------------------------------------------
+    @line_magic
+    def convo(self, line: str = "") -> None:
+        words = line.strip().split(None, 1)
+        if not words:
+            show_markdown(history_markdown(self.session.current()))
+            return
+        command, rest = words[0], (words[1] if len(words) > 1 else "")
+        if command in _RAW_TEXT:
+            self._raw_text_command(command, rest)
+            return
+        try:
+            args = CONVO_PARSER.parse_args(_split(line))
+        except Exception as error:
+            if type(error).__name__ != "UsageError":
+                raise
+            raise UsageError(f"%convo: {error} (see `%convo?`)") from None
+        handler = getattr(self, f"_cmd_{args.command}")
+        handler(self.session.get(args.convo), args)
+
+    def _raw_text_command(self, command: str, rest: str) -> None:
+        # system/goal take the rest of the line verbatim: apostrophes and quotes are text.
+        convo_name = None
+        if rest.startswith(("-c ", "--convo ")):
+            _, convo_name, rest = ([*rest.split(None, 2), "", ""])[:3]
+        convo = self.session.get(convo_name or None)
+        text = rest.strip()
+        if text == "--clear":
+            setattr(convo, command, None)
+            show_markdown(f"*{command} cleared*")
+        elif not text:
+            current = getattr(convo, command)
+            show_markdown(
+                f"*{command}:* {md_escape(current)}" if current else f"*no {command} set*"
+            )
+        else:
+            setattr(convo, command, text)
+            show_markdown(f"*{command} set*")
+
+    def _cmd_model(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.spec is None:
+            try:
+                spec = convo.model_spec()
+            except NbconvoError as error:
+                spec = f"none ({error})"
+            show_markdown(f"*model:* `{spec}`")
+            return
+        from nbconvo.providers import split_spec
+
+        split_spec(args.spec)  # unknown prefix: one-line error, nothing changed
+        convo.model, convo.base_url = args.spec, args.base_url
+        show_markdown(f"*model set to* `{args.spec}`")
+
+    def _cmd_budget(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.clear:
+            convo.budget = None
+            show_markdown("*budget cleared*")
+            return
+        if args.n is None:
+            show_markdown(f"*budget:* {convo.budget or 'none'}")
+            return
+        try:
+            budget = int(args.n)
+        except ValueError:
+            raise UsageError(f"budget needs a whole number of exchanges, not {args.n!r}") from None
+        if budget < 1:
+            raise UsageError(f"budget must be at least 1 exchange, not {budget}")
+        convo.budget = budget
+        show_markdown(f"*budget set to {budget} exchanges*")
+
+    def _cmd_fork(self, convo: Conversation, args: argparse.Namespace) -> None:
+        branch = convo.fork(args.n, args.name)
+        show_markdown(
+            f"*forked at turn {args.n}: now on branch* **{md_escape(branch)}**"
+            f" *(the next turn follows turn {args.n})*"
+        )
+
+    def _cmd_switch(self, convo: Conversation, args: argparse.Namespace) -> None:
+        branch = convo.switch(args.target)
+        head = convo.tree.head
+        where = convo.tree.label(head) if head is not None else "the root"
+        show_markdown(f"*now on branch* **{md_escape(branch)}** *at turn {where}*")
+
+    def _cmd_branches(self, convo: Conversation, args: argparse.Namespace) -> None:
+        show_markdown(branches_markdown(convo))
+
+    def _cmd_history(self, convo: Conversation, args: argparse.Namespace) -> None:
+        show_markdown(history_markdown(convo))
+
+    def _cmd_show(self, convo: Conversation, args: argparse.Namespace) -> None:
+        target = convo.tree.resolve(args.turn) if args.turn else convo.tree.head
+        if target is None:
+            raise _errors.ConversationError("no turn to show: the active path is empty")
+        show_markdown(turn_markdown(convo, convo.tree.turn(target)))
+
+    def _cmd_new(self, convo: Conversation, args: argparse.Namespace) -> None:
+        self.session.new(args.name)
+        show_markdown(f"*new conversation* **{md_escape(args.name)}** *(now current)*")
+
+    def _cmd_use(self, convo: Conversation, args: argparse.Namespace) -> None:
+        self.session.use(args.name)
+        show_markdown(f"*now using conversation* **{md_escape(args.name)}**")
+
+    def _cmd_list(self, convo: Conversation, args: argparse.Namespace) -> None:
+        rows = ["| | conversation | turns | branch | model |", "| --- | --- | --- | --- | --- |"]
+        self.session.current()
+        for name, c in sorted(self.session.conversations.items()):
+            mark = "●" if name == self.session.current_name else ""
+            rows.append(
+                f"| {mark} | {md_escape(name)} | {len(c.tree)} | {md_escape(c.branch)} | "
+                f"{md_escape(c.model or 'default')} |"
+            )
+        show_markdown("\n".join(rows))
+
+    def _cmd_inspect(self, convo: Conversation, args: argparse.Namespace) -> None:
+        prompt = " ".join(args.prompt) or "(your next prompt)"
+        request = convo.request(prompt, TurnOptions(cell_id=None))
+        body = {
+            "model": f"{request.provider}:{request.model}",
+            "messages": request.all_messages(),
+            **({"temperature": request.temperature} if request.temperature is not None else {}),
+            **({"max_tokens": request.max_tokens} if request.max_tokens is not None else {}),
+        }
+        text = json.dumps(body, indent=2, ensure_ascii=False)
+        fence = "````" if "```" in text else "```"
+        show_markdown(f"{fence}json\n{text}\n{fence}", text)
+
+    def _cmd_undo(self, convo: Conversation, args: argparse.Namespace) -> None:
+        turn = convo.undo()
+        show_markdown(f"*undid turn #{turn.id}; it stays in the tree (`%convo switch #{turn.id}`)*")
+
+    def _cmd_reset(self, convo: Conversation, args: argparse.Namespace) -> None:
+        self.session.reset(convo.name)
+        show_markdown(f"*conversation {md_escape(convo.name)} reset; the old tree is kept*")
+
+    def _cmd_key(self, convo: Conversation, args: argparse.Namespace) -> None:
+        variable = _KEY_VARIABLES.get(args.provider)
+        if variable is None:
+            raise UsageError(
+                f"no key for {args.provider!r}: use one of {', '.join(_KEY_VARIABLES)}"
+            )
+        from nbconvo.providers._http import TYPED_KEYS
+
+        key = getpass.getpass(f"{variable}: ").strip()
+        if not key:
+            raise UsageError("no key typed: nothing changed")
+        TYPED_KEYS[variable] = key
+        convo._providers.clear()  # providers built without the key pick it up next turn
+        show_markdown(f"*key for {args.provider} kept in memory for this session*")
+
+
+def _split(line: str) -> list[str]:
+    from IPython.utils.process import arg_split
+
+    try:
+        return list(arg_split(line, posix=True, strict=True))
+    except ValueError as error:
+        raise UsageError(f"%convo: could not read the arguments: {error}") from None
+
+
+ConvoMagics.convo.__doc__ = (
+    dedent(
+        """Manage conversations: `%convo COMMAND [options]`.
+
+    """
+    )
+    + CONVO_PARSER.format_help()
+    + "\n".join(
+        f"\n%convo {name}:\n" + parser.format_help()
+        for name, parser in CONVO_PARSER._subparsers._group_actions[0].choices.items()  # type: ignore[union-attr]
+    )
+)

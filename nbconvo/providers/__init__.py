@@ -1,0 +1,114 @@
+"""Provider registry: a model spec ``PREFIX:MODEL`` to a provider instance.
+
+Providers are imported lazily, on first use, so ``%load_ext nbconvo`` stays light.
+Adding a provider means adding a row here and a module; the magics never change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from nbconvo._errors import ConfigurationError
+from nbconvo.providers._base import Provider
+
+
+@dataclass(frozen=True)
+class ProviderEntry:
+    prefix: str
+    target: str  # "module:factory"
+    description: str
+    default_base_url: str | None = None
+
+
+PROVIDERS: Mapping[str, ProviderEntry] = {
+    e.prefix: e
+    for e in (
+        ProviderEntry(
+            "openai", "nbconvo.providers.openai:OpenAIProvider", "OpenAI Chat Completions"
+        ),
+        ProviderEntry(
+            "ollama",
+            "nbconvo.providers.openai:OpenAICompatibleProvider",
+            "Ollama (OpenAI-compatible)",
+            "http://localhost:11434/v1",
+        ),
+        ProviderEntry(
+            "vllm",
+            "nbconvo.providers.openai:OpenAICompatibleProvider",
+            "vLLM (OpenAI-compatible)",
+            "http://localhost:8000/v1",
+        ),
+        ProviderEntry(
+            "llamacpp",
+            "nbconvo.providers.openai:OpenAICompatibleProvider",
+            "llama.cpp server (OpenAI-compatible)",
+            "http://localhost:8080/v1",
+        ),
+        ProviderEntry(
+            "lmstudio",
+            "nbconvo.providers.openai:OpenAICompatibleProvider",
+            "LM Studio (OpenAI-compatible)",
+            "http://localhost:1234/v1",
+        ),
+        ProviderEntry(
+            "openai-compatible",
+            "nbconvo.providers.openai:OpenAICompatibleProvider",
+            "any OpenAI-compatible server (set --base-url or NBCONVO_BASE_URL)",
+        ),
+        ProviderEntry("llama", "nbconvo.providers.llama:LlamaProvider", "a GGUF file in-process"),
+    )
+}
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"openai:gpt-5.5"`` → ``("openai", "gpt-5.5")``, with a one-line error otherwise."""
+    prefix, sep, model = spec.strip().partition(":")
+    if not sep or not model.strip():
+        raise ConfigurationError(
+            f"bad model {spec!r}: write PROVIDER:MODEL, e.g. openai:gpt-5.5 or ollama:llama3.2 "
+            f"(providers: {', '.join(PROVIDERS)})"
+        )
+    if prefix not in PROVIDERS:
+        raise ConfigurationError(
+            f"unknown provider {prefix!r} in {spec!r}: use one of {', '.join(PROVIDERS)}"
+        )
+    return prefix, model.strip()
+
+
+def create_provider(spec: str, *, base_url: str | None = None) -> Provider:
+    prefix, model = split_spec(spec)
+    entry = PROVIDERS[prefix]
+    module_name, _, factory_name = entry.target.partition(":")
+    factory: Callable[..., Provider] = getattr(importlib.import_module(module_name), factory_name)
+    return factory(prefix=prefix, model=model, base_url=base_url or entry.default_base_url)
+
+
+# Environment variables that choose a default provider, in order of preference.
+_KEYED_DEFAULTS: tuple[tuple[str, str], ...] = (("OPENAI_API_KEY", "openai:gpt-5.5"),)
+
+
+def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
+    """NBCONVO_MODEL, else a provider whose key is set, else the local model if installed."""
+    env = os.environ if environ is None else environ
+    if env.get("NBCONVO_MODEL"):
+        return env["NBCONVO_MODEL"]
+    for variable, spec in _KEYED_DEFAULTS:
+        if env.get(variable):
+            return spec
+    if importlib.util.find_spec("llama_cpp") is not None:
+        from nbconvo._localmodel import find_local_model
+
+        path = find_local_model()
+        if path is not None:
+            return f"llama:{path}"
+    raise ConfigurationError(
+        "no model chosen: run `%convo model PROVIDER:MODEL` (e.g. openai:gpt-5.5), "
+        "set NBCONVO_MODEL or OPENAI_API_KEY, or `make fetch-model` for the local model"
+    )
+
+
+__all__ = ["PROVIDERS", "Provider", "create_provider", "default_model_spec", "split_spec"]

@@ -1,0 +1,198 @@
+"""Shared fixtures: a real IPython shell with nbconvo loaded, and loopback fake servers."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+from tests.fakes.openai_server import FakeOpenAI
+
+FAKE_KEY = "sk-test-fake-key-000000000000"
+
+
+class NotebookOutputs(DisplayPublisher):
+    """Keeps outputs as a notebook front end does: an update replaces the output that
+    carries the same display id."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.outputs: list[dict[str, Any]] = []
+        self.updates = 0
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
+        display_id = (transient or {}).get("display_id")
+        if update:
+            self.updates += 1
+            for output in self.outputs:
+                if output["display_id"] == display_id:
+                    output["data"] = data
+            return
+        self.outputs.append({"data": data, "display_id": display_id})
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.outputs.clear()
+
+    def markdown(self) -> list[str]:
+        return [o["data"].get("text/markdown", "") for o in self.outputs]
+
+    def reset(self) -> None:
+        self.outputs.clear()
+        self.updates = 0
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    import nbconvo
+    from nbconvo._session import SESSION
+
+    ip = InteractiveShell.instance()
+    publisher = NotebookOutputs(shell=ip)
+    saved = ip.display_pub
+    ip.display_pub = publisher
+    SESSION.conversations.clear()
+    SESSION.current_name = "default"
+    SESSION.archived.clear()
+    ip.run_line_magic("load_ext", "nbconvo")
+    try:
+        yield ip
+    finally:
+        nbconvo.unload_ipython_extension(ip)
+        ip.extension_manager.loaded.discard("nbconvo")
+        ip.display_pub = saved
+        SESSION.conversations.clear()
+
+
+@pytest.fixture
+def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=FAKE_KEY) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.delenv("NBCONVO_MODEL", raising=False)
+        yield server
+
+
+# -- the local model and a llama.cpp server on it ------------------------------------------
+
+LOCAL_ALIAS = "qwen2.5-coder-0.5b"
+SERVER_MODEL_ALIAS = "qwen-local"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip, unless NBCONVO_REQUIRE_MODEL=1 (as `make test` sets) makes it a failure."""
+    if os.environ.get("NBCONVO_REQUIRE_MODEL") == "1":
+        pytest.fail(f"{reason} (NBCONVO_REQUIRE_MODEL=1)", pytrace=False)
+    pytest.skip(f"{reason}; `make fetch-model` provides it")
+
+
+@pytest.fixture(scope="session")
+def local_model_path() -> Path:
+    """The 0.5B GGUF, fetched into the nbconvo cache on first use (a no-op once there)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        _unavailable("llama-cpp-python is not installed")
+    from nbconvo._localmodel import fetch
+
+    try:
+        return fetch(LOCAL_ALIAS, quiet=True)
+    except Exception as exc:
+        _unavailable(f"could not fetch the local model {LOCAL_ALIAS}: {exc}")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with(parent: int) -> None:
+    """Runs in the child before exec: ask Linux to SIGTERM it when the tests' process dies,
+    so a crashed or killed pytest run leaves no server holding a port and 500 MB."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A llama-cpp-python OpenAI-compatible server on the local model; yields its /v1 URL."""
+    missing = [
+        name
+        for name in ("uvicorn", "fastapi", "sse_starlette", "starlette_context")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        _unavailable(f"llama-cpp-python[server] is not installed (missing {', '.join(missing)})")
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(local_model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model_alias",
+        SERVER_MODEL_ALIAS,
+        "--n_ctx",
+        "8192",
+    ]
+    parent = os.getpid()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: _die_with(parent)) if sys.platform == "linux" else None,
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"llama server exited with {process.returncode}:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama server not ready after 60 s:\n{_tail(log_path)}", pytrace=False)
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

@@ -1,0 +1,201 @@
+"""The conversation tree: DESIGN §2 rules and a stateful property test."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from nbconvo import ConversationError, UsageError
+from nbconvo._tree import ConversationTree, Turn
+
+
+def add(tree: ConversationTree, prompt: str, cell: str | None = None) -> Turn:
+    return tree.append(
+        Turn(id=tree.new_turn_id(), parent=None, prompt=prompt, answer=prompt.upper(), cell_id=cell)
+    )
+
+
+def prompts(tree: ConversationTree) -> list[str]:
+    return [t.prompt for t in tree.path()]
+
+
+def test_append_builds_the_active_path_and_labels_positions() -> None:
+    tree = ConversationTree()
+    for p in "abc":
+        add(tree, p)
+    assert prompts(tree) == ["a", "b", "c"]
+    assert [tree.label(t.id) for t in tree.path()] == ["1", "2", "3"]
+    assert tree.branches == {"main": 3}
+
+
+def test_fork_creates_branch_at_position_and_switches() -> None:
+    tree = ConversationTree()
+    for p in "abc":
+        add(tree, p)
+    assert tree.fork(1, "pricing") == "pricing"
+    assert tree.current == "pricing" and prompts(tree) == ["a"]
+    add(tree, "d")
+    assert prompts(tree) == ["a", "d"]
+    assert tree.label(tree.head) == "2.2"  # second version of position 2
+    assert tree.switch("main") == "main" and prompts(tree) == ["a", "b", "c"]
+    assert tree.label(2) == "2.1"
+
+
+def test_fork_zero_and_default_names() -> None:
+    tree = ConversationTree()
+    add(tree, "a")
+    assert tree.fork(0) == "fork-1" and tree.path() == []
+    assert tree.fork(0) == "fork-2"
+
+
+@pytest.mark.parametrize("position", [-1, 4, 99])
+def test_fork_out_of_range_changes_nothing(position: int) -> None:
+    tree = ConversationTree()
+    for p in "abc":
+        add(tree, p)
+    before = (dict(tree.branches), tree.current)
+    with pytest.raises(
+        ConversationError, match=r"out of range: the active path has 3 turn\(s\) \(use 0–3\)"
+    ):
+        tree.fork(position)
+    assert (dict(tree.branches), tree.current) == before
+
+
+def test_fork_name_rules() -> None:
+    tree = ConversationTree()
+    add(tree, "a")
+    with pytest.raises(ConversationError, match="exists already"):
+        tree.fork(1, "main")
+    with pytest.raises(UsageError, match="bad branch name"):
+        tree.fork(1, "has space")
+    assert tree.branches == {"main": 1}
+
+
+def test_switch_to_turn_id_and_version() -> None:
+    tree = ConversationTree()
+    for p in "abc":
+        add(tree, p)
+    tree.undo()
+    add(tree, "c2")
+    assert tree.label(tree.head) == "3.2"
+    assert tree.switch("3.1") == "at-3"
+    assert prompts(tree) == ["a", "b", "c"]
+    assert tree.switch("#4") == "main"  # a branch already points at #4
+    with pytest.raises(ConversationError, match="no branch named 'nope'"):
+        tree.switch("nope")
+    with pytest.raises(ConversationError, match="no turn #42"):
+        tree.switch("#42")
+    with pytest.raises(ConversationError, match="has 2 version"):
+        tree.switch("3.7")
+
+
+def test_undo_keeps_the_turn() -> None:
+    tree = ConversationTree()
+    add(tree, "a")
+    undone = tree.undo()
+    assert tree.path() == [] and undone.id in tree.turns
+    with pytest.raises(ConversationError, match="nothing to undo"):
+        tree.undo()
+
+
+def test_rerun_rewinds_and_keeps_old_line_as_branch() -> None:
+    tree = ConversationTree()
+    for i, p in enumerate("abcd"):
+        add(tree, p, cell=f"cell{i}")
+    second = tree.owned_on_path("cell1")
+    assert second is not None and second.prompt == "b"
+    kept = tree.rewind_for_rerun(second.id)
+    assert kept == "main@1" and [t.prompt for t in tree.ancestry(tree.branches["main@1"])] == list(
+        "abcd"
+    )
+    add(tree, "b2", cell="cell1")
+    assert prompts(tree) == ["a", "b2"] and tree.label(tree.head) == "2.2"
+    # Cells 3 and 4 own turns that are no longer on the path: they append.
+    assert tree.owned_on_path("cell2") is None
+    tree.check_invariants()
+
+
+def test_rerun_of_last_turn_makes_a_sibling_without_a_branch() -> None:
+    tree = ConversationTree()
+    add(tree, "a", cell="x")
+    kept = tree.rewind_for_rerun(1)
+    assert kept is None and tree.head is None
+    add(tree, "a again", cell="x")
+    assert tree.label(2) == "1.2" and tree.label(1) == "1.1"
+
+
+def test_resolve_errors_are_one_line() -> None:
+    tree = ConversationTree()
+    with pytest.raises(UsageError, match="bad turn reference"):
+        tree.resolve("abc")
+    with pytest.raises(UsageError, match="write it as #7"):
+        tree.resolve("#x")
+
+
+class TreeMachine(RuleBasedStateMachine):
+    """Any sequence of operations keeps the tree's invariants; nothing is ever lost."""
+
+    @initialize()
+    def start(self) -> None:
+        self.tree = ConversationTree()
+        self.ever: dict[int, Turn] = {}
+        self.cells = 0
+
+    @rule(cell=st.sampled_from([None, "c1", "c2", "c3"]))
+    def append(self, cell: str | None) -> None:
+        self.cells += 1
+        turn = add(self.tree, f"p{self.cells}", cell)
+        self.ever[turn.id] = turn
+
+    @rule(data=st.data())
+    def fork(self, data: st.DataObject) -> None:
+        n = data.draw(st.integers(-1, len(self.tree.path()) + 1))
+        try:
+            self.tree.fork(n)
+        except ConversationError:
+            assert not 0 <= n <= len(self.tree.path())
+
+    @rule(data=st.data())
+    def switch(self, data: st.DataObject) -> None:
+        choices = sorted(self.tree.branches) + [f"#{i}" for i in self.tree.turns]
+        self.tree.switch(data.draw(st.sampled_from(choices)))
+
+    @precondition(lambda self: self.tree.head is not None)
+    @rule()
+    def undo(self) -> None:
+        self.tree.undo()
+
+    @rule(cell=st.sampled_from(["c1", "c2", "c3"]))
+    def rerun(self, cell: str) -> None:
+        owned = self.tree.owned_on_path(cell)
+        if owned is not None:
+            old_path = [t.id for t in self.tree.path()]
+            kept = self.tree.rewind_for_rerun(owned.id)
+            assert self.tree.head == owned.parent
+            if kept is not None:
+                assert [t.id for t in self.tree.ancestry(self.tree.branches[kept])] == old_path
+            self.append(cell)
+
+    @invariant()
+    def structure(self) -> None:
+        self.tree.check_invariants()  # acyclic, every turn reachable, branches valid
+
+    @invariant()
+    def nothing_deleted(self) -> None:
+        assert self.tree.turns == self.ever
+
+    @invariant()
+    def head_reachable_and_path_consistent(self) -> None:
+        path = self.tree.path()
+        assert (path[-1].id if path else None) == self.tree.head
+        for parent, child in itertools.pairwise(path):
+            assert child.parent == parent.id
+        assert [self.tree.depth(t.id) for t in path] == list(range(1, len(path) + 1))
+
+
+TreeMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+test_tree_state_machine = TreeMachine.TestCase
