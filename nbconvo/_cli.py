@@ -14,51 +14,12 @@ from pathlib import Path
 from typing import Any
 
 TRANSCRIPT_CODE = """\
-import json as _json, nbconvo as _nbconvo
+import json as _json, nbconvo as _nbconvo, nbconvo._render
 print("NBCONVO-TRANSCRIPT" + _json.dumps({
-    name: c._repr_markdown_() for name, c in _nbconvo._session.SESSION.conversations.items()
-    if c.turns
+    name: _nbconvo._render.transcript_markdown(c, all_branches=True)
+    for name, c in _nbconvo._session.SESSION.conversations.items() if c.turns
 }))
 """
-
-
-def _client_classes() -> tuple[type[Any], type[Any]]:
-    from jupyter_client.asynchronous.client import AsyncKernelClient
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import DottedObjectName
-
-    class CellIdKernelClient(AsyncKernelClient):  # type: ignore[misc]
-        """Sends ``metadata.cellId`` with each execute request, like JupyterLab."""
-
-        next_cell_id: str | None = None
-
-        def execute(  # type: ignore[override]
-            self,
-            code: str,
-            silent: bool = False,
-            store_history: bool = True,
-            user_expressions: dict[str, Any] | None = None,
-            allow_stdin: bool | None = None,
-            stop_on_error: bool = True,
-        ) -> str:
-            content = {
-                "code": code,
-                "silent": silent,
-                "store_history": store_history,
-                "user_expressions": user_expressions or {},
-                "allow_stdin": self.allow_stdin if allow_stdin is None else allow_stdin,
-                "stop_on_error": stop_on_error,
-            }
-            metadata = {"cellId": self.next_cell_id} if self.next_cell_id else {}
-            msg = self.session.msg("execute_request", content, metadata=metadata)
-            self.shell_channel.send(msg)
-            return str(msg["header"]["msg_id"])
-
-    class CellIdKernelManager(AsyncKernelManager):  # type: ignore[misc]
-        client_class = DottedObjectName("nbconvo._cli.CellIdKernelClient")
-
-    globals()["CellIdKernelClient"] = CellIdKernelClient
-    return CellIdKernelClient, CellIdKernelManager
 
 
 def run_notebook(
@@ -79,11 +40,13 @@ def run_notebook(
     from tqdm import tqdm
 
     from nbconvo._errors import NbconvoError
+    from nbconvo._kernelclient import CellIdKernelManager
 
-    _, manager_class = _client_classes()
     nb = nbformat.read(path, as_version=4)
     output = output or path.with_name(path.stem + ".out.ipynb")
     transcript = transcript or output.with_suffix(".md")
+    for target in (output, transcript):
+        target.parent.mkdir(parents=True, exist_ok=True)
     kernel_env = {**os.environ, **(env or {})}
     if model:
         kernel_env["NBCONVO_MODEL"] = model
@@ -91,14 +54,14 @@ def run_notebook(
     class CellIdNotebookClient(NotebookClient):  # type: ignore[misc]
         def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
             if self.kc is not None:
-                self.kc.next_cell_id = cell.get("id")
+                self.kc.next_cell_id = cell.get("id")  # type: ignore[attr-defined]
             return super().execute_cell(cell, cell_index, *args, **kwargs)
 
     client = CellIdNotebookClient(
         nb,
         timeout=timeout,
         kernel_name="python3",
-        kernel_manager_class=manager_class,
+        kernel_manager_class=CellIdKernelManager,
         resources={"metadata": {"path": str(path.parent.resolve())}},
     )
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]

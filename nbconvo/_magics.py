@@ -38,7 +38,8 @@ from nbconvo._session import SESSION, Session
 
 def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
     try:
-        return parse_argstring(func, line)
+        args: argparse.Namespace = parse_argstring(func, line)
+        return args
     except ValueError as error:  # unbalanced quotes from the argument splitter
         raise UsageError(f"could not read the arguments: {error}") from None
     except Exception as error:
@@ -129,6 +130,10 @@ class ConvoMagics(Magics):
         self.session = session or SESSION
         self.tracker = CellTracker()
 
+    def _user_ns(self) -> dict[str, Any]:
+        namespace: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
+        return namespace
+
     # --- %%turn --------------------------------------------------------------------
     @magic_arguments()
     @argument("-m", "--model", help="PROVIDER:MODEL for this turn only")
@@ -154,7 +159,7 @@ class ConvoMagics(Magics):
         if args.max_tokens is not None and args.max_tokens < 1:
             raise UsageError("--max-tokens must be a positive whole number")
         convo = self.session.get(args.convo)
-        text = cell if args.raw else interpolate(cell, self.shell.user_ns)
+        text = cell if args.raw else interpolate(cell, self._user_ns())
         options = TurnOptions(
             model=args.model,
             temperature=args.temperature,
@@ -184,7 +189,7 @@ class ConvoMagics(Magics):
             raise
         output.finish(turn.answer)
         if args.out:
-            self.shell.user_ns[args.out] = turn.answer
+            self._user_ns()[args.out] = turn.answer
         footer = footer_text(convo, turn, context_window(spec, provider))
         for notice in notices:
             footer += f" · ⚠ {notice}"
@@ -342,10 +347,10 @@ class ConvoMagics(Magics):
 
 
 def _split(line: str) -> list[str]:
-    from IPython.utils.process import arg_split
+    import shlex
 
     try:
-        return list(arg_split(line, posix=True, strict=True))
+        return shlex.split(line)
     except ValueError as error:
         raise UsageError(f"%convo: could not read the arguments: {error}") from None
 

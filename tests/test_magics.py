@@ -137,10 +137,10 @@ def test_system_goal_and_inspect(convo_shell: InteractiveShell, fake_openai: Fak
     assert run(convo_shell, "%convo system You're terse. Don't ramble.").success
     assert run(convo_shell, "%convo goal Reduce churn in 4 exchanges").success
     convo_shell.display_pub.reset()
-    assert run(convo_shell, "%convo inspect What next?").success
+    assert run(convo_shell, "%convo inspect What next").success
     shown = convo_shell.display_pub.outputs[-1]["data"]["text/plain"]
     assert (
-        "You're terse. Don't ramble." in shown and "Reduce churn" in shown and "What next?" in shown
+        "You're terse. Don't ramble." in shown and "Reduce churn" in shown and "What next" in shown
     )
     assert turn(convo_shell, "go", "c1").success
     system = fake_openai.requests[-1]["messages"][0]
