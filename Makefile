@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nbconvo-installed
 MODEL ?= qwen2.5-coder-0.5b
 
-.PHONY: setup fetch-model demo test lint typecheck clean
+.PHONY: setup fetch-model demo test lint typecheck clean bench
 
 setup: $(STAMP)
 
@@ -35,3 +35,6 @@ test: fetch-model lint typecheck
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+
+bench: setup
+	$(PY) bench/bench_meter.py

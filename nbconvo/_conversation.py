@@ -7,14 +7,22 @@ same code serves ``%%turn``, ``Conversation.ask`` and ``nbconvo run``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbconvo._errors import NbconvoError, ProviderError, TurnInterrupted, UsageError
+from nbconvo._errors import (
+    ContextWindowExceeded,
+    NbconvoError,
+    ProviderError,
+    TurnInterrupted,
+    UsageError,
+)
+from nbconvo._meter import TokenLedger, TokenMeter
+from nbconvo._models import context_window
 from nbconvo._tokens import count_messages, count_text
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
-from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, Message, Notice, TextDelta, Usage
 from nbconvo.providers import Provider, create_provider, default_model_spec
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -42,10 +50,54 @@ class TurnOptions:
 
 @dataclass
 class StreamSink:
-    """Where a streaming turn reports: text as it arrives, notes, and the end."""
+    """Where a streaming turn reports: text as it arrives, and one-line notices."""
 
     on_text: Callable[[str], None] = lambda text: None
     on_notice: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class _Plan:
+    """Where the next turn goes, decided before anything changes."""
+
+    parent: int | None
+    rerun: Turn | None = None
+    fork_position: int | None = None
+    fork_name: str | None = None
+
+
+@dataclass
+class _Collected:
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    finish: Finish | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: _Collected) -> None:
+    """Run one provider stream, reporting to ``sink`` and filling ``into`` as it goes
+    (so a caller that catches an interrupt still has the partial text)."""
+    events = provider.stream(request)
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                into.parts.append(event.text)
+                sink.on_text(event.text)
+            elif isinstance(event, Usage):
+                into.usage = event
+            elif isinstance(event, Finish):
+                into.finish = event
+                if event.notice:
+                    sink.on_notice(event.notice)
+            elif isinstance(event, Notice):
+                sink.on_notice(event.text)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -59,12 +111,16 @@ class Conversation:
     system: str | None = None
     goal: str | None = None
     budget: int | None = None
+    window: int | None = None  # overrides the known-models table
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    auto_compact: float | None = None  # compact before a turn past this fraction of the window
+    auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)
     _providers: dict[tuple[str, str | None], Provider] = field(default_factory=dict, repr=False)
     _last_execution: tuple[str | None, object] | None = field(default=None, repr=False)
+    _ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)
 
     # --- reading -------------------------------------------------------------------
     @property
@@ -91,21 +147,68 @@ class Conversation:
     def model_spec(self, override: str | None = None) -> str:
         return override or self.model or default_model_spec()
 
-    def system_text(self) -> str | None:
+    def base_system_text(self) -> str | None:
+        """System prompt and pinned goal: sent with every request."""
         parts = [self.system] if self.system else []
         if self.goal:
             parts.append(f"The goal of this conversation: {self.goal}")
         return "\n\n".join(parts) or None
 
+    def system_text(self, path: list[Turn] | None = None) -> str | None:
+        """The base system text plus the summary a compacted path starts with."""
+        path = self.path if path is None else path
+        base = self.base_system_text()
+        summary = next((t.answer for t in path if t.kind == "summary"), None)
+        if not summary:
+            return base
+        note = f"Summary of the earlier conversation:\n{summary}"
+        return f"{base}\n\n{note}" if base else note
+
     def messages(self, path: list[Turn] | None = None) -> list[Message]:
         """The active path as provider-neutral messages (no system text)."""
         out: list[Message] = []
         for turn in self.path if path is None else path:
-            if not turn.answer:  # an exchange that produced nothing had no effect
+            if turn.kind != "turn" or not turn.answer:  # summaries go in the system text
                 continue
             out.append({"role": "user", "content": turn.prompt})
             out.append({"role": "assistant", "content": turn.answer})
         return out
+
+    def context_window(self, spec: str | None = None) -> int | None:
+        if self.window:
+            return self.window
+        try:
+            spec = self.model_spec(spec)
+            provider: Provider | None = self.provider(spec)
+        except NbconvoError:
+            return None
+        return context_window(spec, provider)
+
+    def meter_at(
+        self, head: int | None, pending: str | None = None, spec: str | None = None
+    ) -> TokenMeter:
+        """The meter with ``head`` as the last turn and ``pending`` as the next prompt.
+        A summary turn's text is counted as that turn's own tokens (see ``_meter``)."""
+        try:
+            model = self.model_spec(spec)
+        except NbconvoError:
+            model = ""
+        return self._ledger.reading(
+            self.tree,
+            head,
+            system=self.base_system_text(),
+            pending=pending,
+            window=self.context_window(spec),
+            model=model,
+        )
+
+    @property
+    def meter(self) -> TokenMeter:
+        """Tokens the next request will use (before its prompt) against the window."""
+        return self.meter_at(self.tree.head)
+
+    def exchanges(self) -> int:
+        return sum(1 for t in self.path if t.kind == "turn")
 
     # --- changing ------------------------------------------------------------------
     def _changed(self, kind: str, **payload: Any) -> None:
@@ -134,41 +237,51 @@ class Conversation:
         return self._providers[key]
 
     # --- one turn ------------------------------------------------------------------
-    def plan(self, text: str, options: TurnOptions) -> tuple[int | None, Turn | None, str | None]:
-        """Where the next turn goes, without changing anything:
-        (parent id, turn being rerun or None, fork branch name or None)."""
+    def _plan(self, options: TurnOptions) -> _Plan:
         if options.fork is not None:
             parent = self.tree.at_position(options.fork)
-            return parent, None, self.tree.default_fork_name()
-        path = self.path
+            return _Plan(
+                parent, fork_position=options.fork, fork_name=self.tree.default_fork_name()
+            )
         same_execution = options.execution is not None and self._last_execution == (
             options.cell_id,
             options.execution,
         )
         if options.cell_id and not same_execution:
-            rerun = self.tree.owned_on_path(options.cell_id, path)
+            rerun = self.tree.owned_on_path(options.cell_id)
             if rerun is not None:
-                return rerun.parent, rerun, None
-        return self.tree.head, None, None
+                return _Plan(rerun.parent, rerun=rerun)
+        return _Plan(self.tree.head)
 
     def request(self, text: str, options: TurnOptions | None = None) -> ChatRequest:
         """The exact request the next turn would send."""
         options = options or TurnOptions()
+        return self._request(text, options, self._plan(options).parent)
+
+    def _request(self, text: str, options: TurnOptions, parent: int | None) -> ChatRequest:
         spec = self.model_spec(options.model)
         prefix, _, model = spec.partition(":")
-        parent, _, _ = self.plan(text, options)
-        history = self.messages(self.tree.ancestry(parent))
+        path = self.tree.ancestry(parent)
+        temperature = options.temperature if options.temperature is not None else self.temperature
         return ChatRequest(
             provider=prefix,
             model=model,
-            messages=(*history, {"role": "user", "content": text}),
-            system=self.system_text(),
-            temperature=options.temperature
-            if options.temperature is not None
-            else self.temperature,
+            messages=(*self.messages(path), {"role": "user", "content": text}),
+            system=self.system_text(path),
+            temperature=temperature,
             max_tokens=options.max_tokens if options.max_tokens is not None else self.max_tokens,
             seed=self.seed,
         )
+
+    def check_fits(self, text: str, parent: int | None, spec: str) -> TokenMeter:
+        meter = self.meter_at(parent, pending=text, spec=spec)
+        if meter.state == "over":
+            raise ContextWindowExceeded(
+                f"the next request is ≈{meter.used:,} tokens but the window of {spec} is "
+                f"{meter.window:,}: run `%convo compact` to summarize earlier turns "
+                "(or `%convo window N` if the window is larger); nothing was sent"
+            )
+        return meter
 
     def ask(
         self,
@@ -188,115 +301,78 @@ class Conversation:
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
         spec = self.model_spec(options.model)
         provider = self.provider(spec)  # unknown provider or missing key: nothing changed yet
-        request = self.request(text, options)
-        parent, rerun, fork_name = self.plan(text, options)
+        plan = self._plan(options)
+        if self._should_auto_compact(text, plan, spec):
+            branch = self.compact(keep=self.auto_compact_keep, model=options.model)
+            sink.on_notice(f"context was past {self.auto_compact:.0%}: compacted into {branch}")
+            plan = self._plan(options)
+        self.check_fits(text, plan.parent, spec)
+        request = self._request(text, options, plan.parent)
         started = time.time()
-        parts: list[str] = []
-        usage: Usage | None = None
-        finish: Finish | None = None
-        events: Iterator[ProviderEvent] = provider.stream(request)
+        got = _Collected()
         try:
-            for event in events:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    sink.on_text(event.text)
-                elif isinstance(event, Usage):
-                    usage = event
-                elif isinstance(event, Finish):
-                    finish = event
-                    if event.notice:
-                        sink.on_notice(event.notice)
-                elif isinstance(event, Notice):
-                    sink.on_notice(event.text)
+            collect(provider, request, sink, got)
         except KeyboardInterrupt:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()
-            turn = self._record(
-                text,
-                "".join(parts),
-                "interrupted",
-                request,
-                options,
-                spec,
-                usage,
-                started,
-                parent,
-                rerun,
-                fork_name,
-                None,
-            )
+            turn = self._record(text, got, "interrupted", request, options, spec, started, plan)
             raise TurnInterrupted(
                 f"interrupted: the partial answer is kept as turn {self.tree.label(turn.id)} "
                 "(interrupted); the next turn continues from it"
             ) from None
         except ProviderError as error:
-            partial = "".join(parts) or error.partial
-            if not partial:
+            if not got.parts and error.partial:
+                got.parts.append(error.partial)
+            if not got.parts:
                 raise  # nothing arrived: nothing changed
             turn = self._record(
-                text,
-                partial,
-                "error",
-                request,
-                options,
-                spec,
-                usage,
-                started,
-                parent,
-                rerun,
-                fork_name,
-                str(error),
+                text, got, "error", request, options, spec, started, plan, str(error)
             )
             raise ProviderError(
                 f"{error} — the partial answer is kept as turn {self.tree.label(turn.id)} (error)",
-                partial=partial,
+                partial=got.text,
                 status=error.status,
             ) from None
-        if finish is not None and finish.reason == "length":
+        if got.finish is not None and got.finish.reason == "length" and not got.finish.notice:
             sink.on_notice("the answer was cut at the max-tokens limit")
-        return self._record(
-            text,
-            "".join(parts),
-            "ok",
-            request,
-            options,
-            spec,
-            usage,
-            started,
-            parent,
-            rerun,
-            fork_name,
-            None,
-        )
+        turn = self._record(text, got, "ok", request, options, spec, started, plan)
+        if self.budget and turn.kind == "turn" and self.exchanges() > self.budget:
+            sink.on_notice(
+                f"past the budget of {self.budget} exchanges: time to wrap up "
+                "(ask for the final answer, or raise it with `%convo budget N`)"
+            )
+        return turn
+
+    def _should_auto_compact(self, text: str, plan: _Plan, spec: str) -> bool:
+        if not self.auto_compact or plan.rerun is not None or plan.fork_name is not None:
+            return False
+        if len(self.path) <= self.auto_compact_keep:
+            return False
+        fraction = self.meter_at(plan.parent, pending=text, spec=spec).fraction
+        return fraction is not None and fraction >= self.auto_compact
 
     def _record(
         self,
         text: str,
-        answer: str,
+        got: _Collected,
         status: Status,
         request: ChatRequest,
         options: TurnOptions,
         spec: str,
-        usage: Usage | None,
         started: float,
-        parent: int | None,
-        rerun: Turn | None,
-        fork_name: str | None,
-        error: str | None,
+        plan: _Plan,
+        error: str | None = None,
     ) -> Turn:
         kept: str | None = None
-        if fork_name is not None:
-            self.tree.fork(options.fork or 0, fork_name)
-        elif rerun is not None:
-            kept = self.tree.rewind_for_rerun(rerun.id)
-        if self.tree.head != parent:  # defensive: plan and tree agree unless changed meanwhile
+        if plan.fork_name is not None:
+            self.tree.fork(plan.fork_position or 0, plan.fork_name)
+        elif plan.rerun is not None:
+            kept = self.tree.rewind_for_rerun(plan.rerun.id)
+        if self.tree.head != plan.parent:  # plan and tree agree unless changed meanwhile
             raise NbconvoError("the conversation changed while the turn ran; run the cell again")
-        if usage is not None:
-            input_tokens, output_tokens, exact = usage.input_tokens, usage.output_tokens, True
+        answer = got.text
+        if got.usage is not None:
+            input_tokens, output_tokens = got.usage.input_tokens, got.usage.output_tokens
         else:
-            messages = request.all_messages()
-            input_tokens, output_tokens, exact = count_messages(messages), count_text(answer), False
+            input_tokens, output_tokens = count_messages(request.all_messages()), count_text(answer)
         params = {
             k: v
             for k, v in (("temperature", request.temperature), ("max_tokens", request.max_tokens))
@@ -305,7 +381,7 @@ class Conversation:
         turn = self.tree.append(
             Turn(
                 id=self.tree.new_turn_id(),
-                parent=parent,
+                parent=plan.parent,
                 prompt=text,
                 answer=answer,
                 status=status,
@@ -315,7 +391,7 @@ class Conversation:
                 params=params,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
-                usage_exact=exact,
+                usage_exact=got.usage is not None,
                 started_at=started,
                 finished_at=time.time(),
                 cell_id=options.cell_id,
@@ -323,12 +399,41 @@ class Conversation:
             )
         )
         self._last_execution = (options.cell_id, options.execution)
-        self._changed("turn", turn=turn.id, kept_branch=kept, fork=fork_name)
+        self._changed("turn", turn=turn.id, kept_branch=kept, fork=plan.fork_name)
         return turn
+
+    # --- summaries -----------------------------------------------------------------
+    def summarize(
+        self,
+        *,
+        sink: StreamSink | None = None,
+        path: list[Turn] | None = None,
+        model: str | None = None,
+    ) -> str:
+        """Ask the model for the key decisions and context so far; changes nothing."""
+        from nbconvo._compact import summarize
+
+        return summarize(self, sink=sink or StreamSink(), path=path, model=model)
+
+    def compact(
+        self,
+        keep: int = 2,
+        *,
+        name: str | None = None,
+        sink: StreamSink | None = None,
+        model: str | None = None,
+    ) -> str:
+        """A new branch: a summary turn, then copies of the last ``keep`` turns."""
+        from nbconvo._compact import compact
+
+        branch = compact(self, keep=keep, name=name, sink=sink or StreamSink(), model=model)
+        self._changed("compact", branch=branch)
+        return branch
 
     def reset_tree(self) -> ConversationTree:
         old = self.tree
         self.tree = ConversationTree()
+        self._ledger = TokenLedger()
         self._last_execution = None
         self._changed("reset")
         return old
@@ -339,10 +444,10 @@ class Conversation:
         return transcript_markdown(self)
 
     def __repr__(self) -> str:
-        return (
-            f"<Conversation {self.name!r}: {len(self.tree)} turns, branch {self.branch!r}, "
-            f"head {self.tree.label(self.tree.head) if self.tree.head else '(root)'}>"
-        )
+        head = self.tree.head
+        where = self.tree.label(head) if head is not None else "(root)"
+        size = len(self.tree)
+        return f"<Conversation {self.name!r}: {size} turns, branch {self.branch!r}, head {where}>"
 
 
-__all__ = ["MAIN", "Conversation", "StreamSink", "TurnOptions"]
+__all__ = ["MAIN", "Conversation", "StreamSink", "TurnOptions", "collect"]

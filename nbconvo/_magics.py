@@ -18,13 +18,13 @@ from IPython.core.magic_arguments import (
     parse_argstring,
 )
 from IPython.utils.text import dedent
+from traitlets import Float, Int
 
 from nbconvo import _errors
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
 from nbconvo._display import StreamingMarkdown, show_markdown
 from nbconvo._errors import NbconvoError, UsageError
 from nbconvo._interpolate import interpolate
-from nbconvo._models import context_window
 from nbconvo._render import (
     branches_markdown,
     footer_markdown,
@@ -102,6 +102,18 @@ def _convo_parser() -> MagicArgumentParser:
     p.add_argument("prompt", nargs="*")
     sub("undo", "move the head back one turn (the turn stays in the tree)")
     sub("reset", "start the current conversation afresh (the old tree is kept in the history)")
+    p = sub("window", "override the model's context window (tokens), or --clear")
+    p.add_argument("n", nargs="?")
+    p.add_argument("--clear", action="store_true")
+    p = sub("summarize", "ask the model for the key decisions so far, as bullets (changes nothing)")
+    p.add_argument("--into", metavar="VAR", help="also store the summary in this variable")
+    p = sub("compact", "new branch: a summary of earlier turns, then the last K turns")
+    p.add_argument("--keep", type=int, default=2, help="turns to keep verbatim (default 2)")
+    p.add_argument("--name", help="branch name (default compact-1, compact-2, …)")
+    p = sub("compare", "the last answers of two branches side by side")
+    p.add_argument("a")
+    p.add_argument("b")
+    sub("meter", "tokens the next request uses against the context window")
     p = sub("key", "type an API key for a provider (kept in memory only)")
     p.add_argument("provider")
     for p in subs.choices.values():
@@ -123,7 +135,18 @@ _KEY_VARIABLES = {
 
 @magics_class
 class ConvoMagics(Magics):
-    """``%%turn`` sends the cell as one turn; ``%convo`` manages conversations."""
+    """``%%turn`` sends the cell as one turn; ``%convo`` manages conversations.
+
+    Configure with ``%config ConvoMagics.auto_compact = 0.9`` (compact automatically when
+    the next request would use 90% of the window; 0 turns it off, the default).
+    """
+
+    auto_compact = Float(
+        0.0, min=0.0, max=1.0, help="compact before a turn past this fraction of the window"
+    ).tag(config=True)
+    auto_compact_keep = Int(2, min=0, help="turns kept verbatim by automatic compaction").tag(
+        config=True
+    )
 
     def __init__(self, shell: Any, session: Session | None = None) -> None:
         super().__init__(shell)
@@ -173,8 +196,9 @@ class ConvoMagics(Magics):
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
         if args.fork is not None:
             convo.tree.at_position(args.fork)  # out of range: fail before anything is sent
-        spec = convo.model_spec(args.model)
-        provider = convo.provider(spec)
+        convo.provider(convo.model_spec(args.model))  # unknown model or no key: fail first
+        convo.auto_compact = self.auto_compact or None
+        convo.auto_compact_keep = self.auto_compact_keep
         output = StreamingMarkdown(stream=not args.no_stream)
         notices: list[str] = []
         output.start()
@@ -190,7 +214,7 @@ class ConvoMagics(Magics):
         output.finish(turn.answer)
         if args.out:
             self._user_ns()[args.out] = turn.answer
-        footer = footer_text(convo, turn, context_window(spec, provider))
+        footer = footer_text(convo, turn, convo.meter)
         for notice in notices:
             footer += f" · ⚠ {notice}"
         show_markdown(footer_markdown(footer), footer)
@@ -264,6 +288,59 @@ class ConvoMagics(Magics):
             raise UsageError(f"budget must be at least 1 exchange, not {budget}")
         convo.budget = budget
         show_markdown(f"*budget set to {budget} exchanges*")
+
+    def _cmd_window(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.clear:
+            convo.window = None
+            show_markdown("*window override cleared*")
+            return
+        if args.n is None:
+            show_markdown(f"*window:* {convo.context_window() or 'unknown'}")
+            return
+        try:
+            window = int(str(args.n).replace(",", "").replace("_", ""))
+        except ValueError:
+            raise UsageError(f"window needs a whole number of tokens, not {args.n!r}") from None
+        if window < 1:
+            raise UsageError(f"window must be a positive number of tokens, not {window}")
+        convo.window = window
+        show_markdown(f"*context window set to {window:,} tokens*")
+
+    def _cmd_meter(self, convo: Conversation, args: argparse.Namespace) -> None:
+        meter = convo.meter
+        show_markdown(meter._repr_markdown_(), str(meter))
+
+    def _cmd_summarize(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.into is not None and not args.into.isidentifier():
+            raise UsageError(f"--into needs a Python variable name, not {args.into!r}")
+        output = StreamingMarkdown()
+        summary = convo.summarize(sink=StreamSink(on_text=output.feed))
+        output.finish(summary)
+        if args.into:
+            self._user_ns()[args.into] = summary
+
+    def _cmd_compact(self, convo: Conversation, args: argparse.Namespace) -> None:
+        before, origin = convo.meter, convo.branch
+        output = StreamingMarkdown()
+        branch = convo.compact(args.keep, name=args.name, sink=StreamSink(on_text=output.feed))
+        output.finish()
+        after = convo.meter
+        show_markdown(
+            f"*compacted into branch* **{md_escape(branch)}**: *a summary turn, then the last "
+            f"{args.keep} turn(s); context {before.used:,} → {after.used:,} tokens. The "
+            f"original turns stay on branch {md_escape(origin)}.*"
+        )
+
+    def _cmd_compare(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo._render import compare_html, compare_text
+
+        bundle = {
+            "text/html": compare_html(convo, args.a, args.b),
+            "text/plain": compare_text(convo, args.a, args.b),
+        }
+        from IPython.display import display
+
+        display(bundle, raw=True)
 
     def _cmd_fork(self, convo: Conversation, args: argparse.Namespace) -> None:
         branch = convo.fork(args.n, args.name)

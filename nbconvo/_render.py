@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from nbconvo._meter import TokenMeter
 from nbconvo._sanitize import neutralize_html
 from nbconvo._tree import Turn
 
@@ -25,7 +26,7 @@ def preview(text: str, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def footer_text(convo: Conversation, turn: Turn, window: int | None) -> str:
+def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None) -> str:
     tree = convo.tree
     approx = "" if turn.usage_exact else "≈"
     parts = [
@@ -34,12 +35,13 @@ def footer_text(convo: Conversation, turn: Turn, window: int | None) -> str:
         f"{turn.provider}:{turn.model}",
         f"{approx}{turn.input_tokens:,} → {turn.output_tokens:,} tokens",
     ]
-    if window:
-        used = turn.input_tokens + turn.output_tokens
-        parts.append(f"context {used / window:.0%} of {window:,}")
+    if meter is not None and meter.window:
+        mark = "" if meter.exact else "≈"
+        parts.append(f"context {mark}{meter.used:,}/{meter.window:,} ({meter.fraction:.0%})")
     if convo.budget:
-        exchanges = sum(1 for t in convo.path if t.kind == "turn")
-        parts.append(f"exchange {exchanges} of {convo.budget}")
+        parts.append(f"exchange {convo.exchanges()} of {convo.budget}")
+    if convo.goal:
+        parts.append(f"goal: {preview(convo.goal, 40)}")
     if turn.status != "ok":
         parts.append(turn.status)
     return " · ".join(parts)
@@ -138,3 +140,69 @@ def _exchange(title: str, turn: Turn) -> list[str]:
         f"**Assistant:** {neutralize_html(turn.answer)}",
         "",
     ]
+
+
+def markdown_to_html(text: str) -> str:
+    """Model Markdown as HTML with raw HTML escaped and unsafe links dropped."""
+    from markdown_it import MarkdownIt
+
+    # html=False escapes raw HTML; markdown-it's validateLink refuses javascript:,
+    # vbscript:, file: and non-image data: links.
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
+
+
+def compare_paths(convo: Conversation, a: str, b: str) -> tuple[list[Turn], list[Turn], int]:
+    """The two branches' turns after their common ancestor, and that ancestor's depth."""
+    from nbconvo._errors import ConversationError
+
+    tree = convo.tree
+    for name in (a, b):
+        if name not in tree.branches:
+            known = ", ".join(sorted(tree.branches))
+            raise ConversationError(f"no branch named {name!r}: the branches are {known}")
+    left, right = tree.ancestry(tree.branches[a]), tree.ancestry(tree.branches[b])
+    common = 0
+    while common < min(len(left), len(right)) and left[common].id == right[common].id:
+        common += 1
+    return left[common:], right[common:], common
+
+
+def compare_html(convo: Conversation, a: str, b: str) -> str:
+    from html import escape
+
+    left, right, common = compare_paths(convo, a, b)
+    tree = convo.tree
+    where = f"after turn {common}" if common else "from the root"
+    rows = [
+        '<table class="nbconvo-compare" style="table-layout:fixed;width:100%">',
+        f"<caption>Branches {escape(a)} and {escape(b)}, {where}</caption>",
+        f"<thead><tr><th>{escape(a)}</th><th>{escape(b)}</th></tr></thead><tbody>",
+    ]
+    for i in range(max(len(left), len(right))):
+        cells = []
+        for side in (left, right):
+            if i < len(side):
+                turn = side[i]
+                title = f"Turn {tree.label(turn.id)}"
+                cells.append(
+                    f"<td style='vertical-align:top;text-align:left'>"
+                    f"<p><b>{escape(title)}</b>: {escape(preview(turn.prompt, 80))}"
+                    f"</p>{markdown_to_html(turn.answer)}</td>"
+                )
+            else:
+                cells.append("<td></td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    rows.append("</tbody></table>")
+    return "\n".join(rows)
+
+
+def compare_text(convo: Conversation, a: str, b: str) -> str:
+    left, right, common = compare_paths(convo, a, b)
+    tree = convo.tree
+    lines = [f"Branches {a} and {b}, after turn {common}:"]
+    for name, side in ((a, left), (b, right)):
+        lines.append(f"== {name}")
+        for turn in side:
+            lines.append(f"-- turn {tree.label(turn.id)}: {preview(turn.prompt, 80)}")
+            lines.append(turn.answer)
+    return "\n".join(lines)

@@ -55,3 +55,24 @@ def test_memory_fork_and_rerun_on_a_real_model(shell: InteractiveShell, model_li
     assert convo.tree.turns[old.id].answer == answer  # the old answer stays in the tree
     footer = shell.display_pub.markdown()[-1]
     assert footer.startswith("<sub>turn 3.2 · main · ") and "tokens" in footer
+
+
+def test_name_survives_compaction_on_a_real_model(
+    shell: InteractiveShell, local_model_path: Path
+) -> None:
+    assert shell.run_cell(f"%convo model llama:{local_model_path}").success
+    assert shell.run_cell("%convo system You are a helpful assistant. Be brief.").success
+    turn(shell, "My name is Ada. Reply with OK.", "c1")
+    turn(shell, "Name three fruits that are red, with one sentence about each.", "c2")
+    turn(shell, "Name three vegetables that are green, with one sentence about each.", "c3")
+    convo = nbconvo.current()
+    question = "What is my name? Answer with one word."
+    before = convo.meter_at(convo.tree.head, pending=question).used
+    assert shell.run_cell("%convo compact --keep 1").success
+    assert convo.branch == "compact-1" and convo.path[0].kind == "summary"
+    after = convo.meter_at(convo.tree.head, pending=question).used
+    assert after < before, (before, after)
+    request = convo.request(question)
+    assert len(request.messages) == 3  # the kept exchange and the question; turn 1 is summarized
+    answer = turn(shell, question, "c4")
+    assert "ada" in answer.lower(), (convo.path[0].answer, answer)

@@ -1,0 +1,106 @@
+"""Summaries and compaction: the answer to a long conversation running out of window.
+
+``summarize`` asks the model for the key decisions and context so far and changes
+nothing. ``compact`` starts a new branch whose first turn is a ``summary`` turn standing
+for every turn but the last ``keep``, followed by copies of those; the original turns stay
+in the tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+from nbconvo._errors import ConversationError, UsageError
+from nbconvo._tree import Turn
+
+if TYPE_CHECKING:
+    from nbconvo._conversation import Conversation, StreamSink
+
+SUMMARY_PROMPT = (
+    "Summarize the key decisions, facts (including names) and context of our conversation "
+    "so far as a short bullet list. Reply with the bullet list only."
+)
+
+
+def summarize(
+    convo: Conversation,
+    *,
+    sink: StreamSink,
+    path: list[Turn] | None = None,
+    model: str | None = None,
+) -> str:
+    from nbconvo._conversation import _Collected, collect
+    from nbconvo._types import ChatRequest
+
+    path = convo.path if path is None else path
+    if not any(t.kind == "summary" or t.answer for t in path):
+        raise ConversationError("nothing to summarize: the active path has no answered turns")
+    spec = convo.model_spec(model)
+    prefix, _, name = spec.partition(":")
+    request = ChatRequest(
+        provider=prefix,
+        model=name,
+        messages=(*convo.messages(path), {"role": "user", "content": SUMMARY_PROMPT}),
+        system=convo.system_text(path),
+        temperature=0.0 if convo.temperature is None else convo.temperature,
+        seed=convo.seed,
+    )
+    got = _Collected()
+    collect(convo.provider(spec), request, sink, got)
+    summary = got.text.strip()
+    if not summary:
+        raise ConversationError(f"{spec} returned an empty summary: nothing was changed")
+    return summary
+
+
+def compact(
+    convo: Conversation,
+    *,
+    keep: int,
+    name: str | None,
+    sink: StreamSink,
+    model: str | None = None,
+) -> str:
+    tree = convo.tree
+    path = convo.path
+    if not path:
+        raise ConversationError("nothing to compact: the active path is empty")
+    if keep < 0:
+        raise UsageError(f"--keep must be 0 or more, not {keep}")
+    if keep >= len(path):
+        raise ConversationError(
+            f"nothing to compact: --keep {keep} keeps all {len(path)} turn(s) of the active "
+            "path; use a smaller --keep"
+        )
+    branch = name or _default_name(convo)
+    tree.check_new_branch_name(branch)
+    earlier, kept = path[: len(path) - keep], path[len(path) - keep :]
+    spec = convo.model_spec(model)
+    summary = summarize(convo, sink=sink, path=earlier, model=model)  # may fail: no change yet
+    now = time.time()
+    tree.fork(0, branch)
+    tree.append(
+        Turn(
+            id=tree.new_turn_id(),
+            parent=None,
+            prompt=f"Summary of turns 1–{len(earlier)} ({SUMMARY_PROMPT})",
+            answer=summary,
+            kind="summary",
+            provider=spec.partition(":")[0],
+            model=spec.partition(":")[2],
+            started_at=now,
+            finished_at=now,
+        )
+    )
+    for turn in kept:  # copies: a turn has one parent, and usage no longer applies
+        tree.append(dataclasses.replace(turn, id=tree.new_turn_id(), usage_exact=False))
+    return branch
+
+
+def _default_name(convo: Conversation) -> str:
+    n = 1
+    while f"compact-{n}" in convo.tree.branches:
+        n += 1
+    return f"compact-{n}"
