@@ -1,7 +1,8 @@
 """Meter update cost at 10 vs 1,000 turns (issue: the ratio must stay under 1.5).
 
 One "update" is what happens after each turn: a new turn is appended and the meter is
-read (which tokenizes the new turn once). Timed with perf_counter over many repetitions; prints median and spread."""
+read (which tokenizes the new turn once). Timed with perf_counter over many
+repetitions; prints median and spread."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def add(convo: Conversation, i: int) -> None:
     # Unique text every time: the tokenizer's cache must not flatter the measurement.
     tree = convo.tree
     n = next(_unique)
-    tree.append(Turn(id=tree.new_turn_id(), parent=None, prompt=f"{PROMPT} {n}", answer=f"{ANSWER} {n}"))
+    tree.append(
+        Turn(id=tree.new_turn_id(), parent=None, prompt=f"{PROMPT} {n}", answer=f"{ANSWER} {n}")
+    )
 
 
 def update_cost(turns: int, repeats: int = 300) -> list[float]:
@@ -56,8 +59,10 @@ def main() -> int:
     small, large = statistics.median(rows[10]), statistics.median(rows[1000])
     ratio = large / small
     for turns, runs in rows.items():
-        print(f"meter update at {turns:>5} turns: median {statistics.median(runs) * 1e6:7.1f} µs "
-              f"(runs {min(runs) * 1e6:.1f}–{max(runs) * 1e6:.1f} µs)")
+        print(
+            f"meter update at {turns:>5} turns: median {statistics.median(runs) * 1e6:7.1f} µs "
+            f"(runs {min(runs) * 1e6:.1f}–{max(runs) * 1e6:.1f} µs)"
+        )
     verdict = "met" if ratio < 1.5 else "MISSED"
     print(f"ratio 1,000 / 10 turns: {ratio:.2f} (goal < 1.5: {verdict})")
     return 0 if ratio < 1.5 else 1
