@@ -220,6 +220,17 @@ class Conversation:
         self._changed("fork", branch=branch)
         return branch
 
+    def fork_at(self, turn_id: int | None, name: str | None = None) -> str:
+        branch = self.tree.fork_at(turn_id, name)
+        self._changed("fork", branch=branch)
+        return branch
+
+    def widget(self) -> Any:
+        """The widget showing this conversation's tree and meter (one per conversation)."""
+        from nbconvo._widget import ConvoWidget
+
+        return ConvoWidget.for_conversation(self)
+
     def switch(self, target: str) -> str:
         branch = self.tree.switch(target)
         self._changed("switch", branch=branch)

@@ -224,7 +224,9 @@ class ConvoMagics(Magics):
     def convo(self, line: str = "") -> None:
         words = line.strip().split(None, 1)
         if not words:
-            show_markdown(history_markdown(self.session.current()))
+            from IPython.display import display
+
+            display(self.session.current().widget())
             return
         command, rest = words[0], (words[1] if len(words) > 1 else "")
         if command in _RAW_TEXT:

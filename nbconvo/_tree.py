@@ -199,10 +199,15 @@ class ConversationTree:
 
     def fork(self, position: int, name: str | None = None) -> str:
         """Create a branch at the turn in ``position`` of the active path and switch to it."""
-        target = self.at_position(position)
+        return self.fork_at(self.at_position(position), name)
+
+    def fork_at(self, turn_id: int | None, name: str | None = None) -> str:
+        """Create a branch at any turn of the tree (not only the active path); switch to it."""
+        if turn_id is not None:
+            self.turn(turn_id)
         name = name if name is not None else self.default_fork_name()
         self.check_new_branch_name(name)
-        self.branches[name] = target
+        self.branches[name] = turn_id
         self.current = name
         return name
 
