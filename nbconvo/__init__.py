@@ -67,6 +67,25 @@ def load_ipython_extension(ipython: Any) -> None:
     from nbconvo import _conversation
 
     _conversation.cell_context = _cell_context
+    _configure_session(ipython)
+
+
+def _configure_session(ipython: Any) -> None:
+    """Autosave beside the notebook, and a cassette from NBCONVO_CASSETTE if set."""
+    import os
+
+    from nbconvo._store import autosave_path
+
+    SESSION.autosave = lambda: autosave_path(ipython.user_ns)
+    cassette = os.environ.get("NBCONVO_CASSETTE")
+    if cassette:
+        from pathlib import Path
+
+        from nbconvo._cassette import Cassette
+        from nbconvo._magics import notebook_name
+
+        mode = os.environ.get("NBCONVO_CASSETTE_MODE", "auto")
+        SESSION.set_cassette(Cassette(Path(cassette), mode, notebook_name(ipython.user_ns)))  # type: ignore[arg-type]
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -78,6 +97,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     from nbconvo import _conversation
 
     _conversation.cell_context = _conversation._no_cell
+    SESSION.autosave = None
     for kind in ("line", "cell"):
         for name in ("convo", "turn"):
             ipython.magics_manager.magics[kind].pop(name, None)

@@ -28,6 +28,8 @@ def run_notebook(
     output: Path | None = None,
     transcript: Path | None = None,
     model: str | None = None,
+    cassette: Path | None = None,
+    mode: str = "replay",
     env: dict[str, str] | None = None,
     timeout: int = 600,
     progress: bool = True,
@@ -50,6 +52,11 @@ def run_notebook(
     kernel_env = {**os.environ, **(env or {})}
     if model:
         kernel_env["NBCONVO_MODEL"] = model
+    if cassette is not None:
+        kernel_env["NBCONVO_CASSETTE"] = str(cassette.resolve())
+        kernel_env["NBCONVO_CASSETTE_MODE"] = mode
+    kernel_env["NBCONVO_NOTEBOOK"] = path.name
+    kernel_env.setdefault("NBCONVO_AUTOSAVE", str(output.with_suffix(".nbconvo.json").resolve()))
 
     class CellIdNotebookClient(NotebookClient):  # type: ignore[misc]
         def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:
@@ -116,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--model", help="PROVIDER:MODEL used where the notebook sets none")
     run.add_argument("--output", type=Path, help="executed notebook (default NAME.out.ipynb)")
     run.add_argument("--transcript", type=Path, help="Markdown transcript (default NAME.out.md)")
+    run.add_argument("--cassette", type=Path, help="replay cassette (JSON Lines)")
+    run.add_argument(
+        "--mode",
+        choices=("record", "replay", "auto"),
+        default="replay",
+        help="cassette mode (default replay: no model or key needed)",
+    )
     run.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     run.add_argument("--quiet", action="store_true", help="no progress bar or transcript print")
     args = parser.parse_args(argv)
@@ -130,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             output=args.output,
             transcript=args.transcript,
             model=args.model,
+            cassette=args.cassette,
+            mode=args.mode,
             timeout=args.timeout,
             progress=not args.quiet,
         )

@@ -118,6 +118,7 @@ class Conversation:
     auto_compact: float | None = None  # compact before a turn past this fraction of the window
     auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)
+    cassette: Any = field(default=None, repr=False)  # a _cassette.Cassette when replaying
     _providers: dict[tuple[str, str | None], Provider] = field(default_factory=dict, repr=False)
     _last_execution: tuple[str | None, object] | None = field(default=None, repr=False)
     _ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)
@@ -242,9 +243,22 @@ class Conversation:
         return turn
 
     def provider(self, spec: str) -> Provider:
-        key = (spec, self.base_url if spec == self.model else None)
+        base_url = self.base_url if spec == self.model else None
+        if self.cassette is not None:
+            from nbconvo._cassette import CassetteProvider
+
+            cached = self._providers.get((spec, base_url))
+            return CassetteProvider(
+                spec,
+                (lambda: cached) if cached else (lambda: self._live_provider(spec, base_url)),
+                self.cassette,
+            )
+        return self._live_provider(spec, base_url)
+
+    def _live_provider(self, spec: str, base_url: str | None) -> Provider:
+        key = (spec, base_url)
         if key not in self._providers:
-            self._providers[key] = create_provider(spec, base_url=key[1])
+            self._providers[key] = create_provider(spec, base_url=base_url)
         return self._providers[key]
 
     # --- one turn ------------------------------------------------------------------

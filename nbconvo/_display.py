@@ -2,10 +2,13 @@
 
 Updates are throttled (at most ``max_rate`` a second, whatever the token rate); the
 final update shows the whole answer. Every update is sanitized: model text is untrusted.
+Without streaming (``--no-stream``, or ``NBCONVO_STREAM=0`` for tools that ignore display
+updates, such as nbval) the answer is shown once, when it is complete.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +22,10 @@ CURSOR = " ▌"
 
 def _bundle(markdown: str, plain: str) -> dict[str, str]:
     return {"text/markdown": markdown, "text/plain": plain}
+
+
+def streaming_enabled() -> bool:
+    return os.environ.get("NBCONVO_STREAM", "1").lower() not in ("0", "off", "false", "no")
 
 
 class StreamingMarkdown:
@@ -45,6 +52,8 @@ class StreamingMarkdown:
         return "".join(self.parts)
 
     def start(self) -> None:
+        if not self.stream:
+            return
         display(_bundle("*…*", "…"), raw=True, display_id=self.display_id)
         self._shown = True
         self._last = self.clock()
@@ -59,8 +68,10 @@ class StreamingMarkdown:
             self._update(self.text + CURSOR)
 
     def _update(self, text: str) -> None:
-        if not self._shown:
-            self.start()
+        if not self._shown:  # not streaming: one output, shown once at the end
+            display(_bundle(neutralize_html(text), text), raw=True, display_id=self.display_id)
+            self._shown = True
+            return
         update_display(_bundle(neutralize_html(text), text), raw=True, display_id=self.display_id)
         self.updates += 1
 

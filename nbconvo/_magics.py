@@ -8,6 +8,7 @@ import getpass
 import itertools
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -22,7 +23,7 @@ from traitlets import Float, Int
 
 from nbconvo import _errors
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
-from nbconvo._display import StreamingMarkdown, show_markdown
+from nbconvo._display import StreamingMarkdown, show_markdown, streaming_enabled
 from nbconvo._errors import NbconvoError, UsageError
 from nbconvo._interpolate import interpolate
 from nbconvo._render import (
@@ -114,6 +115,21 @@ def _convo_parser() -> MagicArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     sub("meter", "tokens the next request uses against the context window")
+    p = sub("save", "save every conversation (the whole tree) to a file")
+    p.add_argument("path", nargs="?", help="default: the autosave file")
+    p = sub("load", "load conversations saved by `%%convo save` or the autosave")
+    p.add_argument("path")
+    p = sub("export", "export the conversation: Markdown transcript, JSON tree, OpenAI messages")
+    p.add_argument("path", nargs="?", help="write to this file (default: show it)")
+    p.add_argument("--to", choices=("md", "json", "openai"), default="md")
+    p.add_argument(
+        "--all", action="store_true", help="Markdown: every branch, not only the active path"
+    )
+    p = sub(
+        "replay", "deterministic reruns from a cassette: PATH --mode record|replay|auto, or off"
+    )
+    p.add_argument("path", help="the cassette file (JSON Lines), or `off`")
+    p.add_argument("--mode", choices=("record", "replay", "auto"), default="auto")
     p = sub("key", "type an API key for a provider (kept in memory only)")
     p.add_argument("provider")
     for p in subs.choices.values():
@@ -199,7 +215,7 @@ class ConvoMagics(Magics):
         convo.provider(convo.model_spec(args.model))  # unknown model or no key: fail first
         convo.auto_compact = self.auto_compact or None
         convo.auto_compact_keep = self.auto_compact_keep
-        output = StreamingMarkdown(stream=not args.no_stream)
+        output = StreamingMarkdown(stream=not args.no_stream and streaming_enabled())
         notices: list[str] = []
         output.start()
         sink = StreamSink(on_text=output.feed, on_notice=notices.append)
@@ -215,6 +231,8 @@ class ConvoMagics(Magics):
         if args.out:
             self._user_ns()[args.out] = turn.answer
         footer = footer_text(convo, turn, convo.meter)
+        if self.session.autosave_error:
+            notices.append(self.session.autosave_error)
         for notice in notices:
             footer += f" · ⚠ {notice}"
         show_markdown(footer_markdown(footer), footer)
@@ -291,6 +309,59 @@ class ConvoMagics(Magics):
         convo.budget = budget
         show_markdown(f"*budget set to {budget} exchanges*")
 
+    def _cmd_save(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo._store import autosave_path, save_session
+
+        path = Path(args.path) if args.path else autosave_path(self._user_ns())
+        if path is None:
+            raise UsageError("autosave is off: give a path, `%convo save PATH`")
+        save_session(self.session, path)
+        show_markdown(f"*saved {len(self.session.conversations)} conversation(s) to* `{path}`")
+
+    def _cmd_load(self, convo: Conversation, args: argparse.Namespace) -> None:
+        self.session.load(Path(args.path))
+        current = self.session.current()
+        show_markdown(
+            f"*loaded {len(self.session.conversations)} conversation(s) from* `{args.path}`; "
+            f"*current:* **{md_escape(current.name)}**, {len(current.turns)} turn(s), "
+            f"branch **{md_escape(current.branch)}**"
+        )
+
+    def _cmd_export(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo._render import transcript_markdown
+        from nbconvo._store import conversation_to_dict
+
+        if args.to == "md":
+            text = transcript_markdown(convo, all_branches=args.all)
+        elif args.to == "json":
+            text = json.dumps(conversation_to_dict(convo), ensure_ascii=False, indent=1)
+        else:
+            system = convo.system_text()
+            messages = ([{"role": "system", "content": system}] if system else []) + list(
+                convo.messages()
+            )
+            text = json.dumps(messages, ensure_ascii=False, indent=1)
+        if args.path:
+            from nbconvo._store import write_atomic
+
+            write_atomic(Path(args.path), text + "\n")
+            show_markdown(f"*exported {args.to} to* `{args.path}`")
+        elif args.to == "md":
+            show_markdown(text)
+        else:
+            show_markdown(f"```json\n{text}\n```", text)
+
+    def _cmd_replay(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.path == "off":
+            self.session.set_cassette(None)
+            show_markdown("*replay off: turns go to the model*")
+            return
+        from nbconvo._cassette import Cassette
+
+        cassette = Cassette(Path(args.path), args.mode, notebook_name(self._user_ns()))
+        self.session.set_cassette(cassette)
+        show_markdown(f"*cassette* `{cassette.describe()}`")
+
     def _cmd_window(self, convo: Conversation, args: argparse.Namespace) -> None:
         if args.clear:
             convo.window = None
@@ -315,7 +386,7 @@ class ConvoMagics(Magics):
     def _cmd_summarize(self, convo: Conversation, args: argparse.Namespace) -> None:
         if args.into is not None and not args.into.isidentifier():
             raise UsageError(f"--into needs a Python variable name, not {args.into!r}")
-        output = StreamingMarkdown()
+        output = StreamingMarkdown(stream=streaming_enabled())
         summary = convo.summarize(sink=StreamSink(on_text=output.feed))
         output.finish(summary)
         if args.into:
@@ -323,7 +394,7 @@ class ConvoMagics(Magics):
 
     def _cmd_compact(self, convo: Conversation, args: argparse.Namespace) -> None:
         before, origin = convo.meter, convo.branch
-        output = StreamingMarkdown()
+        output = StreamingMarkdown(stream=streaming_enabled())
         branch = convo.compact(args.keep, name=args.name, sink=StreamSink(on_text=output.feed))
         output.finish()
         after = convo.meter
@@ -423,6 +494,15 @@ class ConvoMagics(Magics):
         TYPED_KEYS[variable] = key
         convo._providers.clear()  # providers built without the key pick it up next turn
         show_markdown(f"*key for {args.provider} kept in memory for this session*")
+
+
+def notebook_name(user_ns: dict[str, Any]) -> str | None:
+    """The notebook's file name, where the front end (or `nbconvo run`) tells the kernel."""
+    import os
+
+    name = os.environ.get("NBCONVO_NOTEBOOK") or user_ns.get("__session__")
+    name = name or os.environ.get("JPY_SESSION_NAME")
+    return Path(str(name)).name if name else None
 
 
 def _split(line: str) -> list[str]:

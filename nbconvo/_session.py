@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from nbconvo._conversation import Conversation
-from nbconvo._errors import ConversationError, UsageError
+from nbconvo._errors import ConversationError, NbconvoError, UsageError
 from nbconvo._tree import ConversationTree
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
@@ -17,11 +20,52 @@ class Session:
     conversations: dict[str, Conversation] = field(default_factory=dict)
     current_name: str = "default"
     archived: list[tuple[str, ConversationTree]] = field(default_factory=list)
+    cassette: Any = None  # a _cassette.Cassette shared by every conversation
+    autosave: Callable[[], Path | None] | None = None  # where to autosave, when enabled
+    autosave_error: str | None = None
 
     def current(self) -> Conversation:
         if self.current_name not in self.conversations:
-            self.conversations[self.current_name] = Conversation(name=self.current_name)
+            self._adopt(Conversation(name=self.current_name))
         return self.conversations[self.current_name]
+
+    def _adopt(self, convo: Conversation) -> Conversation:
+        convo.cassette = self.cassette
+        if self._autosave_listener not in convo.listeners:
+            convo.listeners.append(self._autosave_listener)
+        self.conversations[convo.name] = convo
+        return convo
+
+    def _autosave_listener(self, kind: str, payload: dict[str, Any]) -> None:
+        self.save_now()
+
+    def save_now(self) -> Path | None:
+        """Autosave the whole session; a failure is remembered and shown, never raised
+        into the turn that triggered it (the turn is safe in memory)."""
+        target = self.autosave() if self.autosave else None
+        if target is None:
+            return None
+        from nbconvo._store import save_session
+
+        try:
+            save_session(self, target)
+        except NbconvoError as error:
+            self.autosave_error = f"autosave failed: {error}"
+            return None
+        self.autosave_error = None
+        return target
+
+    def set_cassette(self, cassette: Any) -> None:
+        self.cassette = cassette
+        for convo in self.conversations.values():
+            convo.cassette = cassette
+
+    def load(self, path: Path) -> None:
+        from nbconvo._store import load_session
+
+        load_session(self, path)
+        for convo in self.conversations.values():
+            self._adopt(convo)
 
     def get(self, name: str | None) -> Conversation:
         if name is None:
@@ -45,8 +89,9 @@ class Session:
         convo = Conversation(name=name)
         if settings is not None:  # a new conversation starts with the current model settings
             convo.model, convo.base_url = settings.model, settings.base_url
-        self.conversations[name] = convo
+        self._adopt(convo)
         self.current_name = name
+        self.save_now()
         return convo
 
     def use(self, name: str) -> Conversation:
@@ -58,6 +103,7 @@ class Session:
         """Start the conversation afresh; the old tree is kept in ``archived``."""
         convo = self.get(name)
         self.archived.append((convo.name, convo.reset_tree()))
+        self.save_now()
         return convo
 
 

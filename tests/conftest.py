@@ -55,9 +55,13 @@ class NotebookOutputs(DisplayPublisher):
 
 
 @pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
+def shell(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     import nbconvo
     from nbconvo._session import SESSION
+
+    monkeypatch.setenv("NBCONVO_HOME", str(tmp_path_factory.mktemp("nbconvo-home")))
+    monkeypatch.delenv("NBCONVO_AUTOSAVE", raising=False)
+    monkeypatch.delenv("NBCONVO_CASSETTE", raising=False)
 
     ip = InteractiveShell.instance()
     publisher = NotebookOutputs(shell=ip)
@@ -74,6 +78,7 @@ def shell() -> Iterator[InteractiveShell]:
         ip.extension_manager.loaded.discard("nbconvo")
         ip.display_pub = saved
         SESSION.conversations.clear()
+        SESSION.set_cassette(None)
 
 
 @pytest.fixture

@@ -1,0 +1,207 @@
+"""Replay cassettes: deterministic, keyless reruns.
+
+A cassette is a JSON Lines file: a header line, then one line per request, keyed by a
+hash of the canonical request (provider, model, parameters, system text, messages) and
+holding the stream of provider events it produced. Replay yields those events into the
+same code path as a live stream (the same collecting, display and recording), so a
+replayed notebook shows exactly what the recorded one showed. Headers and keys are never
+part of a request, so they never reach a cassette.
+
+Modes: ``record`` calls the provider and stores every answer; ``replay`` only reads (a miss
+is an error naming the turn); ``auto`` replays hits and records misses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+from nbconvo._errors import PersistenceError, ReplayMiss, UsageError
+from nbconvo._store import write_atomic
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, TextDelta, Usage
+from nbconvo.providers import Provider
+
+Mode = Literal["record", "replay", "auto"]
+MODES: tuple[Mode, ...] = ("record", "replay", "auto")
+HEADER = "nbconvo-cassette"
+VERSION = 1
+
+
+def canonical_request(request: ChatRequest) -> dict[str, Any]:
+    return {
+        "provider": request.provider,
+        "model": request.model,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "seed": request.seed,
+        "system": request.system,
+        "messages": [dict(m) for m in request.messages],
+    }
+
+
+def request_key(request: ChatRequest) -> str:
+    text = json.dumps(
+        canonical_request(request), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _event_to_json(event: ProviderEvent) -> dict[str, Any]:
+    return asdict(event)
+
+
+def _event_from_json(data: dict[str, Any]) -> ProviderEvent:
+    kind = data.get("kind")
+    if kind == "text":
+        return TextDelta(str(data["text"]))
+    if kind == "usage":
+        return Usage(int(data["input_tokens"]), int(data["output_tokens"]))
+    if kind == "finish":
+        return Finish(str(data["reason"]), data.get("notice"))
+    if kind == "notice":
+        return Notice(str(data["text"]))
+    raise ValueError(f"unknown event kind {kind!r}")
+
+
+class Cassette:
+    def __init__(self, path: Path, mode: Mode, notebook: str | None = None) -> None:
+        if mode not in MODES:
+            raise UsageError(f"unknown cassette mode {mode!r}: use record, replay or auto")
+        self.path = path
+        self.mode = mode
+        self.notebook = notebook
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.windows: dict[str, int] = {}
+        self.hits = 0
+        self.recorded = 0
+        if path.exists():
+            self._load()
+        elif mode == "replay":
+            raise PersistenceError(
+                f"no cassette at {path}: record one first with `--mode record` or `--mode auto`"
+            )
+
+    def _load(self) -> None:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise PersistenceError(f"cannot read cassette {self.path}: {error}") from None
+        header: dict[str, Any] = {}
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if number == 1:
+                    if data.get("format") != HEADER:
+                        raise ValueError("not an nbconvo cassette header")
+                    if int(data.get("version", 0)) > VERSION:
+                        raise PersistenceError(
+                            f"cassette {self.path} was written by a newer nbconvo (version "
+                            f"{data['version']}): upgrade nbconvo to replay it"
+                        )
+                    header = data
+                    continue
+                for event in data["events"]:
+                    _event_from_json(event)
+                self.entries[str(data["key"])] = data
+            except PersistenceError:
+                raise
+            except Exception as error:
+                raise PersistenceError(
+                    f"line {number} of cassette {self.path} is truncated or corrupt "
+                    f"({type(error).__name__}): re-record it with `--mode record`; "
+                    "nothing was replayed"
+                ) from None
+        recorded_for = header.get("notebook")
+        if self.notebook and recorded_for and recorded_for != self.notebook:
+            raise PersistenceError(
+                f"cassette {self.path} was recorded for notebook {recorded_for!r}, not "
+                f"{self.notebook!r}: point NBCONVO_CASSETTE at this notebook's cassette"
+            )
+        if not self.notebook:
+            self.notebook = recorded_for
+        self.windows = {str(k): int(v) for k, v in (header.get("windows") or {}).items()}
+
+    def lookup(self, request: ChatRequest) -> list[ProviderEvent] | None:
+        entry = self.entries.get(request_key(request))
+        if entry is None:
+            return None
+        return [_event_from_json(e) for e in entry["events"]]
+
+    def record(self, request: ChatRequest, events: list[ProviderEvent]) -> None:
+        key = request_key(request)
+        self.entries[key] = {  # a re-recording replaces the entry in place: stable files
+            "key": key,
+            "request": canonical_request(request),
+            "events": [_event_to_json(e) for e in events],
+        }
+        self.recorded += 1
+        self.save()
+
+    def save(self) -> None:
+        header = {
+            "format": HEADER,
+            "version": VERSION,
+            "notebook": self.notebook,
+            "windows": dict(sorted(self.windows.items())),
+        }
+        lines = [json.dumps(header, ensure_ascii=False)]
+        lines += [json.dumps(e, ensure_ascii=False, sort_keys=True) for e in self.entries.values()]
+        write_atomic(self.path, "\n".join(lines) + "\n")
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.mode}, {len(self.entries)} recorded answers)"
+
+
+class CassetteProvider:
+    """Wraps a provider: answers from the cassette, or records what the provider says.
+    The real provider is only created when a request must really be sent, so replay
+    needs no key and no model."""
+
+    def __init__(self, spec: str, factory: Callable[[], Provider], cassette: Cassette) -> None:
+        self.spec = spec
+        self.name = spec.partition(":")[0]
+        self._factory = factory
+        self._inner: Provider | None = None
+        self.cassette = cassette
+
+    def inner(self) -> Provider:
+        if self._inner is None:
+            self._inner = self._factory()
+            window = getattr(self._inner, "context_window", None)
+            if isinstance(window, int) and window > 0:
+                self.cassette.windows[self.spec] = window
+        return self._inner
+
+    @property
+    def context_window(self) -> int | None:
+        if self._inner is not None:
+            window = getattr(self._inner, "context_window", None)
+            return window if isinstance(window, int) else None
+        return self.cassette.windows.get(self.spec)
+
+    def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        mode = self.cassette.mode
+        if mode in ("replay", "auto"):
+            events = self.cassette.lookup(request)
+            if events is not None:
+                self.cassette.hits += 1
+                yield from events
+                return
+            if mode == "replay":
+                turn = sum(1 for m in request.messages if m["role"] == "user")
+                prompt = " ".join(request.messages[-1]["content"].split())[:50]
+                raise ReplayMiss(
+                    f"cassette {self.cassette.path} has no answer for turn {turn} "
+                    f"({prompt!r}, {self.spec}): record it with `--mode auto` or `--mode record`"
+                )
+        recorded: list[ProviderEvent] = []
+        for event in self.inner().stream(request):
+            recorded.append(event)
+            yield event
+        self.cassette.record(request, recorded)  # only complete answers are recorded
