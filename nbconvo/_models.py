@@ -1,6 +1,11 @@
-"""The one table of known models: context window and maximum output.
+"""The one table of known models: context window, maximum output, whether sampling
+parameters (temperature) are accepted, and which tokenizer estimates their tokens.
 
-Unknown models still work; their window is unknown until ``%convo window N`` sets it.
+Figures come from the wire-format reference (§6, §9: the official SDKs as of late 2026);
+``None`` means not published there. Rows match by exact name first, then by the longest
+prefix, so ``anthropic:claude-sonnet-5`` also covers ``claude-sonnet-5-5``. Unknown models
+still work: their window is unknown until ``%convo window N`` sets it, and a temperature
+is sent to them as given.
 """
 
 from __future__ import annotations
@@ -10,27 +15,90 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ModelInfo:
-    context_window: int
+    context_window: int | None
     max_output: int | None = None
-    sampling: bool = True  # accepts temperature
+    sampling: bool = True  # accepts temperature (reasoning models and Anthropic do not)
+    tokenizer: str = "estimate"  # a tiktoken encoding name, or "estimate" (provider-specific)
+    default_max_tokens: int | None = None  # sent when the user sets none (Anthropic needs one)
 
 
-# Matched by exact name first, then by the longest prefix.
+_O200K = "o200k_base"
+_CLAUDE_5 = ModelInfo(1_000_000, 128_000, sampling=False, default_max_tokens=16_384)
+_GEMINI_1M = ModelInfo(1_048_576, 65_536)
+
 KNOWN_MODELS: dict[str, ModelInfo] = {
-    "openai:gpt-5.5": ModelInfo(1_050_000, 128_000, sampling=False),
-    "openai:gpt-5.4": ModelInfo(1_050_000, 128_000, sampling=False),
-    "openai:gpt-5": ModelInfo(400_000, 128_000, sampling=False),
-    "openai:gpt-4.1": ModelInfo(1_047_576, 32_768),
-    "openai:gpt-4o": ModelInfo(128_000, 16_384),
-    "openai:o4-mini": ModelInfo(200_000, 100_000, sampling=False),
+    # OpenAI: the GPT-5 family and later, and the o-series, take no temperature.
+    "openai:gpt-6": ModelInfo(None, None, sampling=False, tokenizer=_O200K),
+    "openai:gpt-5.6": ModelInfo(None, None, sampling=False, tokenizer=_O200K),
+    "openai:gpt-5.5": ModelInfo(1_050_000, 128_000, sampling=False, tokenizer=_O200K),
+    "openai:gpt-5.4": ModelInfo(1_050_000, 128_000, sampling=False, tokenizer=_O200K),
+    "openai:gpt-5": ModelInfo(400_000, 128_000, sampling=False, tokenizer=_O200K),
+    "openai:gpt-4.1": ModelInfo(1_047_576, 32_768, tokenizer=_O200K),
+    "openai:gpt-4o": ModelInfo(128_000, 16_384, tokenizer=_O200K),
+    "openai:o4-mini": ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K),
+    "openai:o3": ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K),
+    # Anthropic: API version 2026-10-21 accepts no sampling parameters at all.
+    "anthropic:claude-opus-5": _CLAUDE_5,
+    "anthropic:claude-sonnet-5": _CLAUDE_5,
+    "anthropic:claude-fable-5": _CLAUDE_5,
+    "anthropic:claude-mythos-5": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
+    "anthropic:claude-haiku-5": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
+    "anthropic:claude-opus-4": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
+    "anthropic:claude-sonnet-4": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
+    "anthropic:claude-haiku-4-5": ModelInfo(
+        200_000, 64_000, sampling=False, default_max_tokens=8_192
+    ),
+    # Gemini
+    "gemini:gemini-3.8": ModelInfo(None, None),
+    "gemini:gemini-3.5": ModelInfo(None, None),
+    "gemini:gemini-3.1-flash-lite": ModelInfo(None, None),
+    "gemini:gemini-3.1-pro": _GEMINI_1M,
+    "gemini:gemini-3-pro": _GEMINI_1M,
+    "gemini:gemini-2.5": _GEMINI_1M,
+    # Microsoft 365 Copilot chooses its own model and publishes no window.
+    "copilot:": ModelInfo(None, None, sampling=False),
 }
+
+# Anthropic requires max_tokens on every request; this is sent for models not listed above.
+DEFAULT_MAX_TOKENS = 8_192
 
 
 def lookup(spec: str) -> ModelInfo | None:
+    """The row for ``PROVIDER:MODEL``. An Azure deployment named after an OpenAI model
+    (``azure:gpt-4o``) uses that model's row."""
+    spec = spec.strip()
     if spec in KNOWN_MODELS:
         return KNOWN_MODELS[spec]
     matches = [key for key in KNOWN_MODELS if spec.startswith(key)]
-    return KNOWN_MODELS[max(matches, key=len)] if matches else None
+    if matches:
+        return KNOWN_MODELS[max(matches, key=len)]
+    prefix, _, model = spec.partition(":")
+    if prefix == "azure" and model:
+        return lookup(f"openai:{model}")
+    return None
+
+
+def known_names(prefix: str) -> list[str]:
+    """The model names (or name prefixes) the table knows for a provider, for messages."""
+    return [key.partition(":")[2] for key in KNOWN_MODELS if key.startswith(f"{prefix}:")]
+
+
+def accepts_sampling(spec: str) -> bool:
+    """False when the model is known to reject temperature; unknown models get it."""
+    info = lookup(spec)
+    return info.sampling if info else True
+
+
+def default_max_tokens(spec: str) -> int:
+    info = lookup(spec)
+    if info and info.default_max_tokens:
+        return info.default_max_tokens
+    return DEFAULT_MAX_TOKENS
+
+
+def tokenizer_hint(spec: str) -> str:
+    info = lookup(spec)
+    return info.tokenizer if info else "estimate"
 
 
 def context_window(spec: str, provider: object | None = None) -> int | None:

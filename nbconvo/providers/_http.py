@@ -1,14 +1,26 @@
-"""Shared HTTP plumbing for providers: one httpx client, retries before the first byte,
-SSE decoding (httpx-sse), and error messages that name the fix and never a key."""
+"""Shared HTTP plumbing for providers: one httpx client, retries before the first text,
+SSE decoding (httpx-sse), and error messages that name the fix and never a key.
+
+Retry policy (all providers): 408, 409, 429, 5xx and 529 answers, in-stream errors the
+provider marks transient, and connection errors are retried while no text has reached
+the user, with jittered exponential backoff (tenacity) that honours ``retry-after-ms``,
+``Retry-After`` (seconds or an HTTP date) and Google's ``RetryInfo.retryDelay``. 400,
+401, 403, 404 and quota exhaustion are never retried; a server that asks for a longer
+wait than ``NBCONVO_RETRY_MAX_WAIT`` seconds (default 60) is not retried either, and the
+error says how long it asked for. A failure after text arrived raises
+``StreamInterrupted`` carrying the partial answer.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -21,28 +33,67 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from nbconvo._errors import ConfigurationError, ProviderError
+from nbconvo._errors import ConfigurationError, ProviderError, StreamInterrupted
+from nbconvo._types import ProviderEvent, TextDelta
+
+log = logging.getLogger("nbconvo.providers")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-MAX_RETRY_AFTER = 60.0
-_KEYLIKE = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+\S+)")
+NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404})
+DEFAULT_MAX_WAIT = 60.0
+_KEYLIKE = re.compile(
+    r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+\S+"
+    r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*)"
+)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove every secret and anything shaped like a key from text shown to users."""
+    """Remove every secret and anything shaped like a key or token from text for users."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
     return _KEYLIKE.sub("[redacted]", text)
 
 
-class HttpStatusError(ProviderError):
-    """A non-2xx answer before any text. ``retry_after`` is the server's hint in seconds."""
+class ServiceError(ProviderError):
+    """The service reported a failure. ``retryable`` says whether trying again may help;
+    ``retry_after`` is the server's hint in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class HttpStatusError(ServiceError):
+    """A non-2xx answer before any text."""
 
     def __init__(self, message: str, *, status: int, retry_after: float | None, retryable: bool):
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable, retry_after=retry_after, status=status)
+
+
+def max_retries() -> int:
+    try:
+        return max(0, int(os.environ.get("NBCONVO_MAX_RETRIES", "2")))
+    except ValueError:
+        return 2
+
+
+def max_wait() -> float:
+    """The longest single wait between attempts, in seconds (``NBCONVO_RETRY_MAX_WAIT``)."""
+    try:
+        value = float(os.environ.get("NBCONVO_RETRY_MAX_WAIT", DEFAULT_MAX_WAIT))
+    except ValueError:
+        return DEFAULT_MAX_WAIT
+    return value if value > 0 else DEFAULT_MAX_WAIT
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -59,42 +110,124 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         return float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def retry_delay_from_body(text: str) -> float | None:
+    """Google's ``google.rpc.RetryInfo`` detail: ``{"retryDelay": "41.5s"}``."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, list) and data:
+        data = data[0]
+    error = data.get("error") if isinstance(data, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            match = _DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
 
 
 def _wait(state: RetryCallState) -> float:
     error = state.outcome.exception() if state.outcome else None
+    cap = max_wait()
     hint = getattr(error, "retry_after", None)
-    if isinstance(hint, float) and 0 < hint <= MAX_RETRY_AFTER:
-        return hint
-    backoff: float = wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.25)(state)
-    return backoff
+    if isinstance(hint, float) and hint > 0:
+        return min(hint, cap)
+    backoff = wait_exponential_jitter(
+        initial=min(0.5, cap), max=min(8.0, cap), jitter=min(0.25, cap)
+    )
+    return float(backoff(state))
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, HttpStatusError):
+    if isinstance(error, ServiceError):
         return error.retryable
     return isinstance(error, httpx.TransportError)
 
 
-def max_retries() -> int:
-    try:
-        return max(0, int(os.environ.get("NBCONVO_MAX_RETRIES", "2")))
-    except ValueError:
-        return 2
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    reason = str(error) if isinstance(error, ProviderError) else type(error).__name__
+    log.info("retry %d in %.3f s after: %s", state.attempt_number, wait, reason)
+
+
+class EventFeed:
+    """The server-sent events of one response, plus the raw tail of the body.
+
+    Gemini reports a failure after the stream started as bare JSON lines without
+    ``data:``; the SSE decoder rightly skips them, so ``stray_json`` looks for them in
+    the last few kilobytes the server sent.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._tail: deque[bytes] = deque(maxlen=64)
+        raw = response.stream
+
+        def recorded() -> Iterator[bytes]:
+            for chunk in raw:  # type: ignore[union-attr]
+                self._tail.append(chunk[-4096:])
+                yield chunk
+
+        self._response = httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_ByteStream(recorded(), response),
+            request=response.request,
+        )
+
+    def __iter__(self) -> Iterator[httpx_sse.ServerSentEvent]:
+        return httpx_sse.EventSource(self._response).iter_sse()
+
+    def stray_json(self) -> Any:
+        """The JSON object the server sent outside any ``data:`` field, if any."""
+        text = b"".join(self._tail)[-8192:].decode("utf-8", "replace")
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.strip() and not line.startswith(("data:", "event:", "id:", "retry:", ":"))
+        ]
+        for start in range(len(lines)):
+            try:
+                return json.loads("\n".join(lines[start:]))
+            except ValueError:
+                continue
+        return None
+
+
+class _ByteStream(httpx.SyncByteStream):
+    def __init__(self, chunks: Iterable[bytes], response: httpx.Response) -> None:
+        self._chunks = chunks
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+    def close(self) -> None:
+        self._response.close()
+
+
+Translate = Callable[[EventFeed], Iterator[ProviderEvent]]
+DescribeError = Callable[[int, str, Mapping[str, str]], tuple[str, bool]]
 
 
 class SSEStream:
-    """POST a JSON body and iterate server-sent events, retrying before the first byte."""
+    """POST a JSON body and stream provider events, retrying while no text has arrived."""
 
     def __init__(
         self,
         *,
         label: str,
-        describe_error: Callable[[int, str, Mapping[str, str]], tuple[str, bool]],
+        describe_error: DescribeError,
         secrets: tuple[str, ...] = (),
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
@@ -107,38 +240,97 @@ class SSEStream:
             timeout=timeout or httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0),
         )
 
-    def events(
-        self, url: str, *, body: dict[str, Any], headers: Mapping[str, str]
-    ) -> Iterator[httpx_sse.ServerSentEvent]:
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            stop=stop_after_attempt(max_retries() + 1),
+            wait=_wait,
+            retry=retry_if_exception(_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    def stream(
+        self,
+        url: str,
+        *,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        translate: Translate,
+    ) -> Iterator[ProviderEvent]:
+        """Events from ``translate`` over the response's SSE. Failures before the first
+        text are retried; after it they raise ``StreamInterrupted`` with the text so far."""
         request = self.client.build_request(
             "POST",
             url,
             json=body,
             headers={**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"},
         )
-        retrying = Retrying(
-            stop=stop_after_attempt(max_retries() + 1),
-            wait=_wait,
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        )
         try:
-            response = retrying(self._open, request)
+            head, rest, response = self._retrying()(self._until_text, request, translate)
         except httpx.TransportError as error:
-            raise ProviderError(
-                f"could not reach {self.label} at {request.url.copy_with(query=None)}: "
-                f"{type(error).__name__}; check the base URL and that the server is running"
+            raise self._unreachable(request, error) from None
+        except ProviderError as error:
+            raise self._redacted(error) from None
+        parts: list[str] = []
+        try:
+            for event in _chain(head, rest):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                yield event
+        except httpx.TransportError as error:
+            raise StreamInterrupted(
+                f"the connection to {self.label} broke mid-answer ({type(error).__name__})",
+                partial="".join(parts),
             ) from None
-        try:
-            yield from httpx_sse.EventSource(response).iter_sse()
-        except httpx_sse.SSEError as error:
-            raise ProviderError(f"{self.label} did not answer with a stream: {error}") from None
-        except httpx.TransportError as error:
-            raise ProviderError(
-                f"the connection to {self.label} broke mid-answer ({type(error).__name__})"
+        except ProviderError as error:
+            raise StreamInterrupted(
+                redact(str(error), self.secrets), partial="".join(parts), status=error.status
             ) from None
         finally:
+            close = getattr(rest, "close", None)  # a generator: stop it before the socket
+            if close is not None:
+                close()
             response.close()
+
+    def _until_text(
+        self, request: httpx.Request, translate: Translate
+    ) -> tuple[list[ProviderEvent], Iterator[ProviderEvent], httpx.Response]:
+        # One attempt: open, then read events up to the first text (or the end).
+        response = self._open(request)
+        events = translate(EventFeed(response))
+        head: list[ProviderEvent] = []
+        try:
+            for event in events:
+                head.append(event)
+                if isinstance(event, TextDelta):
+                    break
+        except httpx_sse.SSEError as error:
+            response.close()
+            raise ProviderError(f"{self.label} did not answer with a stream: {error}") from None
+        except BaseException:
+            response.close()
+            raise
+        return head, events, response
+
+    def post_json(self, url: str, *, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
+        """POST and return the decoded JSON answer, with the same retries and errors."""
+        request = self.client.build_request("POST", url, json=body, headers=headers)
+
+        def attempt() -> Any:
+            response = self._open(request)
+            try:
+                return json.loads(response.read())
+            except ValueError:
+                raise ProviderError(f"{self.label} answered with something not JSON") from None
+            finally:
+                response.close()
+
+        try:
+            return self._retrying()(attempt)
+        except httpx.TransportError as error:
+            raise self._unreachable(request, error) from None
+        except ProviderError as error:
+            raise self._redacted(error) from None
 
     def _open(self, request: httpx.Request) -> httpx.Response:
         response = self.client.send(request, stream=True)
@@ -148,13 +340,44 @@ class SSEStream:
             text = response.read().decode("utf-8", "replace")
         finally:
             response.close()
-        message, retryable = self.describe_error(response.status_code, text, response.headers)
+        status = response.status_code
+        message, retryable = self.describe_error(status, text, response.headers)
+        hint = parse_retry_after(response.headers) or retry_delay_from_body(text)
+        should = response.headers.get("x-should-retry")
+        if should == "false":
+            retryable = False
+        elif should == "true":
+            retryable = True
+        if status in NEVER_RETRY_STATUS:
+            retryable = False
+        if retryable and hint is not None and hint > max_wait():
+            retryable = False
+            message = f"{message}; the server asks to wait {hint:.0f} s — try again later"
         raise HttpStatusError(
-            redact(message, self.secrets),
-            status=response.status_code,
-            retry_after=parse_retry_after(response.headers),
-            retryable=retryable,
+            redact(message, self.secrets), status=status, retry_after=hint, retryable=retryable
         )
+
+    def _unreachable(self, request: httpx.Request, error: httpx.TransportError) -> ProviderError:
+        if isinstance(error, httpx.ConnectError):
+            where = request.url.copy_with(query=None)
+            return ProviderError(
+                f"could not reach {self.label} at {where}: {type(error).__name__}; "
+                "check the base URL and that the server is running"
+            )
+        return ProviderError(
+            f"the connection to {self.label} failed ({type(error).__name__}) "
+            f"after {max_retries() + 1} attempts; try again"
+        )
+
+    def _redacted(self, error: ProviderError) -> ProviderError:
+        if error.args:
+            error.args = (redact(str(error.args[0]), self.secrets), *error.args[1:])
+        return error
+
+
+def _chain(head: list[ProviderEvent], rest: Iterator[ProviderEvent]) -> Iterator[ProviderEvent]:
+    yield from head
+    yield from rest
 
 
 def error_message_from_body(text: str) -> tuple[str, str]:
@@ -173,16 +396,42 @@ def error_message_from_body(text: str) -> tuple[str, str]:
     return message[:300], code
 
 
+def parse_json_event(label: str, data: str) -> Any:
+    """One SSE ``data`` value as JSON, or a one-line error naming the provider."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ProviderError(f"{label} sent a malformed stream chunk: {data[:80]!r}") from None
+
+
+def base_url_from(
+    explicit: str | None, environ: Mapping[str, str], variables: tuple[str, ...], default: str
+) -> str:
+    """``--base-url``, else the first set environment variable, else the vendor's URL."""
+    for candidate in (explicit, *(environ.get(v) for v in variables)):
+        if candidate and candidate.strip():
+            return candidate.strip().rstrip("/")
+    return default
+
+
 # Keys typed in with `%convo key`: kept in this process's memory only, never saved.
 TYPED_KEYS: dict[str, str] = {}
 
 
-def require_key(variable: str, label: str, environ: Mapping[str, str] | None = None) -> str:
+def require_key(
+    variable: str,
+    label: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    alternatives: tuple[str, ...] = (),
+) -> str:
     env = os.environ if environ is None else environ
-    key = TYPED_KEYS.get(variable) or env.get(variable, "").strip()
-    if not key:
-        raise ConfigurationError(
-            f"no API key for {label}: set the environment variable {variable} "
-            f"(or run `%convo key {label.split()[0].lower()}` to type it in)"
-        )
-    return key
+    for name in (variable, *alternatives):
+        key = TYPED_KEYS.get(name) or env.get(name, "").strip()
+        if key:
+            return key
+    also = "".join(f" (or {name})" for name in alternatives)
+    raise ConfigurationError(
+        f"no API key for {label}: set the environment variable {variable}{also} "
+        f"(or run `%convo key {label.split()[0].lower()}` to type it in)"
+    )

@@ -3,11 +3,13 @@
 Wire format: ``POST {base}/chat/completions`` with ``stream: true``; chunks are ``data:``
 lines of JSON ending with ``data: [DONE]``; usage arrives in a last chunk with empty
 ``choices`` when ``stream_options.include_usage`` is set (local servers may omit it).
+A ``data: {"error": …}`` object inside the stream is a failure (retried while no text
+has arrived). The finish reason is reported at the end, after usage, so a ``length``
+stop can say how many tokens the answer had.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,24 +17,38 @@ from typing import Any
 import httpx
 
 from nbconvo._errors import ProviderError
-from nbconvo._types import ChatRequest, Finish, ProviderEvent, TextDelta, Usage
+from nbconvo._models import accepts_sampling, known_names
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, TextDelta, Usage
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
+    EventFeed,
+    HttpStatusError,
+    ServiceError,
     SSEStream,
+    base_url_from,
     error_message_from_body,
+    parse_json_event,
     require_key,
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+_TRANSIENT_TYPES = {"server_error", "api_error", "overloaded_error", "timeout", "rate_limit_error"}
+
+
+def length_notice(tokens: int | None) -> str:
+    if tokens:
+        return f"answer cut at {tokens:,} tokens: raise the limit with --max-tokens N"
+    return "answer cut at the max-tokens limit: raise it with --max-tokens N"
 
 
 class OpenAICompatibleProvider:
-    """Chat Completions over SSE. Subclasses decide the base URL and the key."""
+    """Chat Completions over SSE. Subclasses decide the base URL, the URL and the key."""
 
     name = "openai-compatible"
     key_variable = "NBCONVO_API_KEY"
     key_required = False
+    service = "the server"
 
     def __init__(
         self,
@@ -46,10 +62,11 @@ class OpenAICompatibleProvider:
         env = os.environ if environ is None else environ
         self.prefix = prefix
         self.model = model
-        self.base_url = (base_url or self.default_base_url(env)).rstrip("/")
         self.environ = env
+        self.base_url = (base_url or self.default_base_url(env)).rstrip("/")
         self.transport = transport
         self._stream: SSEStream | None = None
+        self._dropped: float | None = None
 
     def default_base_url(self, env: Mapping[str, str]) -> str:
         url = env.get("NBCONVO_BASE_URL")
@@ -66,8 +83,15 @@ class OpenAICompatibleProvider:
 
     def api_key(self) -> str | None:
         if self.key_required:
-            return require_key(self.key_variable, self.prefix)
+            return require_key(self.key_variable, self.prefix, self.environ)
         return self.environ.get(self.key_variable) or None
+
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def headers(self) -> dict[str, str]:
+        key = self.api_key()
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -95,17 +119,23 @@ class OpenAICompatibleProvider:
                 f"{where} rejected the API key: set {self.key_variable} to a valid key",
                 False,
             )
+        if status == 403:
+            return (f"{where}: this key may not use {self.model!r} — {message}", False)
         if status == 404:
-            return (f"{where}: model {self.model!r} not found — {message}", False)
+            names = ", ".join(known_names(self.prefix)) or "see the server's /models list"
+            return (
+                f"{where}: model {self.model!r} not found — {message} (known: {names})",
+                False,
+            )
         if status == 429 and code == "insufficient_quota":
             return (f"{where}: quota exhausted — check the account's plan and billing", False)
         if code == "context_length_exceeded":
-            return (f"{where}: the prompt exceeds the model's window — try `%convo compact`", False)
-        retryable = status in RETRYABLE_STATUS
-        should = headers.get("x-should-retry")
-        if should in ("true", "false"):
-            retryable = should == "true"
-        return (f"{where}: {message or 'request failed'}", retryable)
+            return (
+                f"{where}: the prompt exceeds the model's context window — run "
+                "`%convo compact` (or start a new branch with `%convo fork`)",
+                False,
+            )
+        return (f"{where}: {message or 'request failed'}", status in RETRYABLE_STATUS)
 
     def _sse(self) -> SSEStream:
         if self._stream is None:
@@ -118,55 +148,91 @@ class OpenAICompatibleProvider:
             )
         return self._stream
 
-    def headers(self) -> dict[str, str]:
-        key = self.api_key()
-        return {"Authorization": f"Bearer {key}"} if key else {}
-
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
-        url = f"{self.base_url}/chat/completions"
-        headers = self.headers()
-        for event in self._sse().events(url, body=self.body(request), headers=headers):
+        body = self.body(request)
+        if "temperature" in body and not accepts_sampling(f"{self.prefix}:{request.model}"):
+            yield from self._drop_temperature(body, "the model takes no sampling parameters")
+        try:
+            yield from self._sse().stream(
+                self.url(), body=body, headers=self.headers(), translate=self._translate
+            )
+        except HttpStatusError as error:
+            # An unknown model that rejects temperature: say so and try once without it.
+            if error.status != 400 or "temperature" not in body:
+                raise
+            if "temperature" not in str(error).lower():
+                raise
+            yield from self._drop_temperature(body, "the model rejected it")
+            yield from self._sse().stream(
+                self.url(), body=body, headers=self.headers(), translate=self._translate
+            )
+
+    def _drop_temperature(self, body: dict[str, Any], why: str) -> Iterator[ProviderEvent]:
+        value = body.pop("temperature")
+        if value != self._dropped:
+            self._dropped = value
+            yield Notice(f"temperature {value} not sent to {self.label}: {why}")
+
+    def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
+        finish: Finish | None = None
+        usage: Usage | None = None
+        for event in feed:
             data = event.data
             if data.startswith("[DONE]"):
-                return
+                break
             if not data.strip():
                 continue
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                raise ProviderError(
-                    f"{self.label} sent a malformed stream chunk: {data[:80]!r}"
-                ) from None
+            chunk = parse_json_event(self.label, data)
             if not isinstance(chunk, dict):
                 continue
             if chunk.get("error"):
-                message, _ = error_message_from_body(json.dumps(chunk))
-                raise ProviderError(f"{self.label} failed mid-answer: {message}")
-            yield from self._translate(chunk)
+                raise self._stream_error(chunk["error"])
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}  # Azure filter chunks carry no delta
+                for key in ("content", "refusal"):
+                    if delta.get(key):
+                        yield TextDelta(delta[key])
+                reason = choice.get("finish_reason")
+                if reason:
+                    finish = Finish(_FINISH.get(reason, "other"))
+            reported = chunk.get("usage")
+            if isinstance(reported, dict) and "prompt_tokens" in reported:
+                usage = Usage(
+                    int(reported.get("prompt_tokens") or 0),
+                    int(reported.get("completion_tokens") or 0),
+                )
+                yield usage
+        if finish is not None:
+            yield self._finish(finish, usage)
 
-    def _translate(self, chunk: dict[str, Any]) -> Iterator[ProviderEvent]:
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                yield TextDelta(content)
-            reason = choice.get("finish_reason")
-            if reason:
-                yield Finish(_FINISH.get(reason, "other"))
-        usage = chunk.get("usage")
-        if isinstance(usage, dict) and "prompt_tokens" in usage:
-            yield Usage(
-                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    def _finish(self, finish: Finish, usage: Usage | None) -> Finish:
+        if finish.reason == "length":
+            return Finish("length", length_notice(usage.output_tokens if usage else None))
+        if finish.reason == "content_filter":
+            return Finish(
+                "content_filter",
+                f"the answer was stopped by {self.service}'s content filter; rephrase the prompt",
             )
+        return finish
+
+    def _stream_error(self, error: Any) -> ServiceError:
+        error = error if isinstance(error, dict) else {"message": str(error)}
+        message = str(error.get("message") or "unknown error")
+        kind = str(error.get("type") or error.get("code") or "")
+        return ServiceError(
+            f"{self.label} failed mid-answer: {message}",
+            retryable=kind in _TRANSIENT_TYPES or not kind,
+        )
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
     key_variable = "OPENAI_API_KEY"
     key_required = True
+    service = "OpenAI"
 
     def default_base_url(self, env: Mapping[str, str]) -> str:
-        return env.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        return base_url_from(None, env, ("OPENAI_BASE_URL",), OPENAI_BASE_URL)
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body = super().body(request)
