@@ -31,6 +31,18 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
             "openai", "nbconvo.providers.openai:OpenAIProvider", "OpenAI Chat Completions"
         ),
         ProviderEntry(
+            "anthropic", "nbconvo.providers.anthropic:AnthropicProvider", "Anthropic Messages"
+        ),
+        ProviderEntry("gemini", "nbconvo.providers.gemini:GeminiProvider", "Google Gemini API"),
+        ProviderEntry(
+            "azure", "nbconvo.providers.azure:AzureOpenAIProvider", "Azure OpenAI deployments"
+        ),
+        ProviderEntry(
+            "copilot",
+            "nbconvo.providers.copilot:CopilotProvider",
+            "Microsoft 365 Copilot Chat API (Graph)",
+        ),
+        ProviderEntry(
             "ollama",
             "nbconvo.providers.openai:OpenAICompatibleProvider",
             "Ollama (OpenAI-compatible)",
@@ -88,7 +100,12 @@ def create_provider(spec: str, *, base_url: str | None = None) -> Provider:
 
 
 # Environment variables that choose a default provider, in order of preference.
-_KEYED_DEFAULTS: tuple[tuple[str, str], ...] = (("OPENAI_API_KEY", "openai:gpt-5.5"),)
+_KEYED_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "openai:gpt-5.5"),
+    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-5-5"),
+    ("GEMINI_API_KEY", "gemini:gemini-3.5-flash"),
+    ("GOOGLE_API_KEY", "gemini:gemini-3.5-flash"),
+)
 
 
 def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
@@ -107,7 +124,8 @@ def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
             return f"llama:{path}"
     raise ConfigurationError(
         "no model chosen: run `%convo model PROVIDER:MODEL` (e.g. openai:gpt-5.5), "
-        "set NBCONVO_MODEL or OPENAI_API_KEY, or `make fetch-model` for the local model"
+        "set NBCONVO_MODEL or a key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY), "
+        "or `make fetch-model` for the local model"
     )
 
 

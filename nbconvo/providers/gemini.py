@@ -1,0 +1,222 @@
+"""Google Gemini API (the Developer API), streamed.
+
+``POST {base}/v1/models/{model}:streamGenerateContent?alt=sse`` with ``x-goog-api-key``.
+Body: ``contents`` with roles ``user``/``model`` (same-role neighbours merged),
+``systemInstruction`` and ``generationConfig``. Each ``data:`` event is a whole
+``GenerateContentResponse``: text parts are deltas (thought parts are skipped),
+``usageMetadata`` is complete only on the last chunk, the stream ends when the connection
+closes (events may end in CRLF). ``finishReason`` and ``promptFeedback.blockReason`` are
+shown to the user. A failure after the stream began arrives as bare JSON, not ``data:``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from nbconvo._models import known_names
+from nbconvo._types import ChatRequest, Finish, ProviderEvent, TextDelta, Usage
+from nbconvo.providers._http import (
+    RETRYABLE_STATUS,
+    EventFeed,
+    ServiceError,
+    SSEStream,
+    base_url_from,
+    error_message_from_body,
+    parse_json_event,
+    require_key,
+)
+from nbconvo.providers.anthropic import alternate
+from nbconvo.providers.openai import length_notice
+
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
+API_VERSION = "v1"
+_FILTERED = {
+    "SAFETY": "safety filters",
+    "RECITATION": "it recited training data",
+    "BLOCKLIST": "a blocked term",
+    "PROHIBITED_CONTENT": "prohibited content",
+    "SPII": "sensitive personal information",
+    "IMAGE_SAFETY": "image safety filters",
+    "IMAGE_PROHIBITED_CONTENT": "prohibited image content",
+    "IMAGE_RECITATION": "it recited an image",
+    "LANGUAGE": "an unsupported language",
+}
+_TRANSIENT_STATUS = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+
+
+class GeminiProvider:
+    name = "gemini"
+    key_variable = "GEMINI_API_KEY"
+    key_alternatives = ("GOOGLE_API_KEY",)
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        model: str,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.prefix = prefix
+        self.model = model.removeprefix("models/")
+        self.base_url = base_url_from(
+            base_url, self.environ, ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"), GEMINI_BASE_URL
+        )
+        self.transport = transport
+        self._stream: SSEStream | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.prefix}:{self.model}"
+
+    def _key(self) -> str:
+        return require_key(
+            self.key_variable, self.prefix, self.environ, alternatives=self.key_alternatives
+        )
+
+    def url(self) -> str:
+        base = self.base_url
+        if not base.rsplit("/", 1)[-1].startswith("v1"):  # a base URL may carry the version
+            base = f"{base}/{API_VERSION}"
+        return f"{base}/models/{self.model}:streamGenerateContent?alt=sse"
+
+    def body(self, request: ChatRequest) -> dict[str, Any]:
+        turns = alternate([m for m in request.messages if m["role"] != "system"])
+        contents = [
+            {
+                "role": "model" if m["role"] == "assistant" else "user",
+                "parts": [{"text": m["content"]}],
+            }
+            for m in turns
+        ]
+        body: dict[str, Any] = {"contents": contents}
+        if request.system:
+            body["systemInstruction"] = {"parts": [{"text": request.system}], "role": "user"}
+        config: dict[str, Any] = {}
+        if request.temperature is not None:
+            config["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            config["maxOutputTokens"] = request.max_tokens
+        if request.seed is not None:
+            config["seed"] = request.seed
+        if config:
+            body["generationConfig"] = config
+        return body
+
+    def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        key = self._key()
+        if self._stream is None:
+            self._stream = SSEStream(
+                label=self.label,
+                describe_error=self._describe_error,
+                secrets=(key,),
+                transport=self.transport,
+            )
+        yield from self._stream.stream(
+            self.url(),
+            body=self.body(request),
+            headers={"x-goog-api-key": key},
+            translate=self._translate,
+        )
+
+    def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
+        usage: dict[str, Any] = {}
+        reason: str | None = None
+        for event in feed:
+            if not event.data.strip():
+                continue
+            chunk = parse_json_event(self.label, event.data)
+            if isinstance(chunk, list) and chunk:
+                chunk = chunk[0]
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                raise self._stream_error(chunk)
+            if isinstance(chunk.get("usageMetadata"), dict):
+                usage = chunk["usageMetadata"]  # the last chunk's is the complete one
+            blocked = (chunk.get("promptFeedback") or {}).get("blockReason")
+            if blocked:
+                yield from self._usage(usage)
+                yield Finish(
+                    "content_filter",
+                    f"Gemini blocked the prompt ({blocked}): rephrase it and send again",
+                )
+                return
+            for candidate in (chunk.get("candidates") or [])[:1]:
+                for part in (candidate.get("content") or {}).get("parts") or []:
+                    if part.get("text") and not part.get("thought"):
+                        yield TextDelta(part["text"])
+                reason = candidate.get("finishReason") or reason
+        if reason is None:
+            stray = feed.stray_json()
+            if isinstance(stray, list) and stray:
+                stray = stray[0]
+            if isinstance(stray, dict) and stray.get("error"):
+                raise self._stream_error(stray)
+            raise ServiceError(
+                f"{self.label}: the stream ended before the answer was complete", retryable=True
+            )
+        yield from self._usage(usage)
+        yield self._finish(reason, usage)
+
+    def _usage(self, usage: dict[str, Any]) -> Iterator[Usage]:
+        if "promptTokenCount" in usage:
+            # Thinking tokens are not in candidatesTokenCount but are output all the same.
+            output = int(usage.get("candidatesTokenCount") or 0)
+            output += int(usage.get("thoughtsTokenCount") or 0)
+            yield Usage(int(usage["promptTokenCount"]), output)
+
+    def _finish(self, reason: str, usage: dict[str, Any]) -> Finish:
+        if reason == "STOP":
+            return Finish("stop")
+        if reason == "MAX_TOKENS":
+            return Finish("length", length_notice(int(usage.get("candidatesTokenCount") or 0)))
+        if reason in _FILTERED:
+            return Finish(
+                "content_filter",
+                f"Gemini stopped the answer ({reason}: {_FILTERED[reason]})",
+            )
+        return Finish("other", f"Gemini stopped the answer: {reason}")
+
+    def _stream_error(self, body: dict[str, Any]) -> ServiceError:
+        error = body.get("error") or {}
+        status = str(error.get("status") or "") if isinstance(error, dict) else ""
+        message = str(error.get("message") or status) if isinstance(error, dict) else str(error)
+        return ServiceError(
+            f"{self.label} failed mid-answer: {message}", retryable=status in _TRANSIENT_STATUS
+        )
+
+    def _describe_error(
+        self, status: int, text: str, headers: Mapping[str, str]
+    ) -> tuple[str, bool]:
+        message, code = error_message_from_body(text)
+        where = f"gemini ({status})"
+        if "API_KEY_INVALID" in text or status == 401 or "API key not valid" in message:
+            return (
+                f"{where} rejected the API key: set {self.key_variable} (or GOOGLE_API_KEY) "
+                "to a valid key",
+                False,
+            )
+        if status == 403:
+            return (f"{where}: this key may not use {self.model!r} — {message}", False)
+        if status == 404:
+            names = ", ".join(known_names(self.prefix))
+            return (f"{where}: model {self.model!r} not found — known models: {names}", False)
+        lowered = message.lower()
+        if "token count" in lowered or "too long" in lowered or "exceeds the maximum" in lowered:
+            return (
+                f"{where}: the prompt exceeds the context window of {self.model} — run "
+                "`%convo compact` (or start a new branch with `%convo fork`)",
+                False,
+            )
+        if status == 429 and "PerDay" in text:
+            return (f"{where}: the daily quota is used up — {message}", False)
+        if status == 429:
+            return (f"{where}: rate limited — {message}", True)
+        return (f"{where}: {message or code or 'request failed'}", status in RETRYABLE_STATUS)
