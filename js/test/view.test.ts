@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { mount } from "../src/widget";
+import type { DetailsMessage } from "../src/protocol";
+import { chain, FakeModel, node, state } from "./helpers";
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+  document.body.replaceChildren();
+});
+
+function setup(n = 3) {
+  const model = new FakeModel(state({ head: n, branches: { main: n }, exchanges: n }));
+  const el = document.createElement("div");
+  document.body.append(el);
+  const { view, cleanup } = mount(model, el);
+  cleanups.push(cleanup);
+  const request = model.sent[0];
+  expect(request?.kind).toBe("snapshot-request");
+  model.deliver({ kind: "snapshot", id: request?.id, seq: 1, nodes: chain(n) });
+  view.render();
+  return { model, el, view };
+}
+
+function rowTexts(el: HTMLElement): string[] {
+  return Array.from(el.querySelectorAll(".nbconvo-row .nbconvo-label")).map((e) => e.textContent ?? "");
+}
+
+describe("ConvoView", () => {
+  it("asks for a snapshot and shows the nodes, branch and meter", () => {
+    const { el } = setup(3);
+    expect(rowTexts(el)).toEqual(["○", "1", "2", "3"]);
+    expect(el.querySelector(".nbconvo-head .nbconvo-label")?.textContent).toBe("3");
+    expect(el.querySelector(".nbconvo-row .nbconvo-current")?.textContent).toBe("main");
+    expect(el.querySelector(".nbconvo-meter-text")?.textContent).toBe("≈1,234 of 128,000 tokens (1%)");
+  });
+
+  it("applies a delta and follows the new head", () => {
+    const { model, el, view } = setup(3);
+    model.deliver({ kind: "nodes", seq: 2, nodes: [node(4, 3, "<img src=x onerror=alert(1)>")] });
+    model.set("head", 4);
+    model.set("branches", { main: 4 });
+    view.render();
+    expect(rowTexts(el)).toEqual(["○", "1", "2", "3", "4"]);
+    const preview = el.querySelectorAll(".nbconvo-preview")[4];
+    expect(preview?.textContent).toBe("<img src=x onerror=alert(1)>");
+    expect(el.querySelector("img")).toBeNull();
+  });
+
+  it("shares one snapshot between displays of a model", () => {
+    const { model } = setup(3);
+    const other = document.createElement("div");
+    document.body.append(other);
+    const { view, cleanup } = mount(model, other);
+    cleanups.push(cleanup);
+    view.render();
+    expect(model.sent.filter((m) => m.kind === "snapshot-request").length).toBe(1);
+    expect(rowTexts(other)).toEqual(["○", "1", "2", "3"]);
+  });
+
+  it("renders only the visible rows of a 1,000-turn tree", () => {
+    const { el, view } = setup(1000);
+    expect(el.querySelectorAll(".nbconvo-row").length).toBeLessThan(40);
+    expect(view.rowCount).toBe(7); // the long run is folded
+  });
+
+  it("moves with the arrow keys, opens details with Enter and sends fork here", async () => {
+    const { model, el, view } = setup(3);
+    const tree = el.querySelector(".nbconvo-tree") as HTMLElement;
+    const key = (k: string) => tree.dispatchEvent(new KeyboardEvent("keydown", { key: k, bubbles: true }));
+    key("Home");
+    key("ArrowDown");
+    expect(el.querySelector(".nbconvo-selected .nbconvo-label")?.textContent).toBe("1");
+    key("Enter");
+    const request = model.sent.at(-1);
+    expect(request).toMatchObject({ kind: "details-request", turn: 1 });
+    const details: DetailsMessage = {
+      kind: "details",
+      id: request?.id ?? "",
+      turn: 1,
+      label: "1",
+      prompt: "**hello**",
+      answer: "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=1\"> fine",
+      model: "openai:fake",
+      status: "ok",
+      error: null,
+    };
+    model.deliver(details);
+    await Promise.resolve();
+    expect(el.querySelector(".nbconvo-prompt strong")?.textContent).toBe("hello");
+    expect(el.querySelector(".nbconvo-answer script")).toBeNull();
+    expect(el.querySelector(".nbconvo-answer img")?.getAttribute("onerror")).toBeNull();
+    const fork = Array.from(el.querySelectorAll("button")).find((b) => b.textContent === "Fork here");
+    fork?.click();
+    const action = model.sent.at(-1);
+    expect(action).toMatchObject({ kind: "fork", turn: 1 });
+    model.deliver({ kind: "error", id: action?.id, message: "branch exists already" });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(el.querySelector(".nbconvo-status-line")?.textContent).toBe("branch exists already");
+    key("Escape");
+    expect((el.querySelector(".nbconvo-details") as HTMLElement).hidden).toBe(true);
+    view.render();
+  });
+
+  it("expands a folded run with Enter", () => {
+    const { el, view } = setup(100);
+    const tree = el.querySelector(".nbconvo-tree") as HTMLElement;
+    const key = (k: string) => tree.dispatchEvent(new KeyboardEvent("keydown", { key: k, bubbles: true }));
+    key("Home");
+    for (let i = 0; i < 3; i++) key("ArrowDown");
+    expect(el.querySelector(".nbconvo-selected")?.classList.contains("nbconvo-run")).toBe(true);
+    key("Enter");
+    expect(view.rowCount).toBe(101);
+  });
+
+  it("removes its listeners when the last display goes", () => {
+    const model = new FakeModel(state());
+    const el = document.createElement("div");
+    const { cleanup } = mount(model, el);
+    expect(model.listenerCount("msg:custom")).toBe(1);
+    cleanup();
+    expect(model.listenerCount("msg:custom")).toBe(0);
+    expect(model.listenerCount("change:head")).toBe(0);
+  });
+});
