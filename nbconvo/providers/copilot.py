@@ -37,6 +37,7 @@ from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
     HttpStatusError,
+    ServiceError,
     SSEStream,
     base_url_from,
     error_message_from_body,
@@ -50,6 +51,7 @@ LIMITS = (
     "max tokens, and reports no token usage (counts shown are estimates); the system prompt, "
     "goal and earlier turns of a new branch are sent as extra context"
 )
+_TRANSIENT_CODES = {"InternalServerError", "ServiceUnavailable", "TooManyRequests", "Timeout"}
 State = tuple[str, tuple[tuple[str, str], ...]]  # (system text, messages) a server convo holds
 
 
@@ -201,6 +203,13 @@ class CopilotProvider:
             if not event.data.strip():
                 continue
             snapshot = parse_json_event(self.label, event.data)
+            if isinstance(snapshot, dict) and isinstance(snapshot.get("error"), dict):
+                code = str(snapshot["error"].get("code") or "")
+                message = str(snapshot["error"].get("message") or code)
+                raise ServiceError(
+                    f"{self.label} failed mid-answer: {message}",
+                    retryable=code in _TRANSIENT_CODES,
+                )
             if isinstance(snapshot, dict):
                 yield from reply.update(snapshot)
         if reply.state == "disengagedForRai":
@@ -212,7 +221,9 @@ class CopilotProvider:
         elif reply.complete:
             yield Finish("stop")
         else:
-            yield Finish("other", "Copilot's stream ended before its final update")
+            raise ServiceError(
+                f"{self.label}: the stream ended before the answer was complete", retryable=True
+            )
 
     def _describe_error(
         self, status: int, text: str, headers: Mapping[str, str]

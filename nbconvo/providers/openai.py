@@ -176,9 +176,11 @@ class OpenAICompatibleProvider:
     def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
         finish: Finish | None = None
         usage: Usage | None = None
+        done = False
         for event in feed:
             data = event.data
             if data.startswith("[DONE]"):
+                done = True
                 break
             if not data.strip():
                 continue
@@ -202,6 +204,10 @@ class OpenAICompatibleProvider:
                     int(reported.get("completion_tokens") or 0),
                 )
                 yield usage
+        if finish is None and not done:
+            raise ServiceError(
+                f"{self.label}: the stream ended before the answer was complete", retryable=True
+            )
         if finish is not None:
             yield self._finish(finish, usage)
 
@@ -219,10 +225,10 @@ class OpenAICompatibleProvider:
         error = error if isinstance(error, dict) else {"message": str(error)}
         message = str(error.get("message") or "unknown error")
         kind = str(error.get("type") or error.get("code") or "")
-        return ServiceError(
-            f"{self.label} failed mid-answer: {message}",
-            retryable=kind in _TRANSIENT_TYPES or not kind,
-        )
+        transient = kind in _TRANSIENT_TYPES or not kind  # Azure sends a status as the code
+        if kind.isdigit():
+            transient = int(kind) in RETRYABLE_STATUS
+        return ServiceError(f"{self.label} failed mid-answer: {message}", retryable=transient)
 
 
 class OpenAIProvider(OpenAICompatibleProvider):

@@ -53,7 +53,9 @@ class FakeAnthropic(FakeServer):
             return
         version = ex.header("anthropic-version")
         if not version:
-            ex.json(400, error_body("invalid_request_error", "anthropic-version: header is required"))
+            ex.json(
+                400, error_body("invalid_request_error", "anthropic-version: header is required")
+            )
             return
         body = ex.seen.body
         problem = validate(body, version, count_only=ex.path.endswith("count_tokens"))
@@ -77,8 +79,11 @@ class FakeAnthropic(FakeServer):
             payload = canned.body or error_body("api_error", "Internal server error")
             ex.json(canned.status, payload, {"request-id": "req_011fake", **canned.headers})
             return
-        users = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
-                 for m in body["messages"] if m["role"] == "user"]
+        users = [
+            m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+            for m in body["messages"]
+            if m["role"] == "user"
+        ]
         self._stream(ex, body, self.pieces(self.answer(users), canned), canned, tokens)
 
     def _stream(
@@ -110,25 +115,49 @@ class FakeAnthropic(FakeServer):
         send({"type": "message_start", "message": message})
         index = 0
         if canned.options.get("unknown_events"):
-            send({"type": "content_block_start", "index": 0,
-                  "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
-            send({"type": "content_block_delta", "index": 0,
-                  "delta": {"type": "thinking_delta", "thinking": "hidden thoughts"}})
-            send({"type": "content_block_delta", "index": 0,
-                  "delta": {"type": "signature_delta", "signature": "c2ln"}})
+            send(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+                }
+            )
+            send(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": "hidden thoughts"},
+                }
+            )
+            send(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "signature_delta", "signature": "c2ln"},
+                }
+            )
             send({"type": "content_block_stop", "index": 0})
             ex.event({"type": "future_event", "detail": 1}, event="future_event")
             index = 1
-        send({"type": "content_block_start", "index": index,
-              "content_block": {"type": "text", "text": ""}})
+        send(
+            {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {"type": "text", "text": ""},
+            }
+        )
         ex.raw("event: ping" + ex.newline + 'data: {"type": "ping"}' + ex.newline * 2)
         limit = body["max_tokens"]
         sent = 0
         stop = canned.finish or "end_turn"
         for n, piece in enumerate(pieces):
             if canned.error_after == n:
-                send({"type": "error",
-                      "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                send(
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    }
+                )
                 return
             if canned.reset_after == n:
                 ex.reset()
@@ -139,14 +168,27 @@ class FakeAnthropic(FakeServer):
             if sent >= limit:
                 stop = "max_tokens"
                 break
-            send({"type": "content_block_delta", "index": index,
-                  "delta": {"type": "text_delta", "text": piece}})
+            send(
+                {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "text_delta", "text": piece},
+                }
+            )
             sent += 1
         send({"type": "content_block_stop", "index": index})
-        send({"type": "message_delta",
-              "delta": {"stop_reason": stop, "stop_sequence": None},
-              "usage": {"input_tokens": tokens, "cache_creation_input_tokens": 0,
-                        "cache_read_input_tokens": 0, "output_tokens": sent}})
+        send(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {
+                    "input_tokens": tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                    "output_tokens": sent,
+                },
+            }
+        )
         send({"type": "message_stop"})
 
 
@@ -199,7 +241,7 @@ def validate(body: Any, version: str, *, count_only: bool = False) -> str | None
         if not isinstance(content, (str, list)) or not text_of(content).strip():
             return f"messages.{i}: all messages must have non-empty content"
         if i == 0 and role != "user":
-            return "messages: first message must use the \"user\" role"
+            return 'messages: first message must use the "user" role'
         if i > 0 and messages[i - 1].get("role") == role:
-            return "messages: roles must alternate between \"user\" and \"assistant\""
+            return 'messages: roles must alternate between "user" and "assistant"'
     return None

@@ -72,7 +72,9 @@ class FakeAzure(FakeServer):
                 return
             deployment = match.group(1)
         elif ex.path == "/openai/v1/chat/completions":
-            deployment = (ex.seen.body or {}).get("model") if isinstance(ex.seen.body, dict) else None
+            deployment = (
+                (ex.seen.body or {}).get("model") if isinstance(ex.seen.body, dict) else None
+            )
         else:
             ex.json(404, NOT_FOUND)
             return
@@ -86,54 +88,120 @@ class FakeAzure(FakeServer):
         body = ex.seen.body
         problem = validate(body, v1=match is None)
         if problem:
-            ex.json(400, {"error": {"code": "BadRequest", "message": problem, "param": None,
-                                   "type": "invalid_request_error"}})
+            ex.json(
+                400,
+                {
+                    "error": {
+                        "code": "BadRequest",
+                        "message": problem,
+                        "param": None,
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
             return
         if deployment not in self.deployments:
-            ex.json(404, azure_error(
-                "DeploymentNotFound",
-                "The API deployment for this resource does not exist. If you created the "
-                "deployment within the last 5 minutes, please wait a moment and try again."))
+            ex.json(
+                404,
+                azure_error(
+                    "DeploymentNotFound",
+                    "The API deployment for this resource does not exist. If you created the "
+                    "deployment within the last 5 minutes, please wait a moment and try again.",
+                ),
+            )
             return
         tokens = sum(count_tokens(m["content"]) + 3 for m in body["messages"])
         if tokens > self.context_window:
-            ex.json(400, {"error": {
-                "message": f"This model's maximum context length is {self.context_window} tokens. "
-                f"However, your messages resulted in {tokens} tokens.",
-                "type": "invalid_request_error", "param": "messages",
-                "code": "context_length_exceeded"}})
+            ex.json(
+                400,
+                {
+                    "error": {
+                        "message": f"This model's maximum context length is {self.context_window} tokens. "
+                        f"However, your messages resulted in {tokens} tokens.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            )
             return
         self.requests.append(body)
         canned = self.next_canned()
         if canned.status != 200:
-            ex.json(canned.status, canned.body or azure_error("500", "Internal server error"),
-                    canned.headers)
+            ex.json(
+                canned.status,
+                canned.body or azure_error("500", "Internal server error"),
+                canned.headers,
+            )
             return
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
         self._stream(ex, body, deployment, self.pieces(self.answer(users), canned), canned, tokens)
 
     def _stream(
-        self, ex: Exchange, body: dict[str, Any], deployment: str, pieces: list[str],
-        canned: Canned, tokens: int,
+        self,
+        ex: Exchange,
+        body: dict[str, Any],
+        deployment: str,
+        pieces: list[str],
+        canned: Canned,
+        tokens: int,
     ) -> None:
         ex.start_stream("text/event-stream; charset=utf-8", {"apim-request-id": "fake"})
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        base = {"id": "chatcmpl-azure", "object": "chat.completion.chunk", "created": 1700000000,
-                "model": "gpt-4o-2024-11-20", "system_fingerprint": "fp_fake"}
+        base = {
+            "id": "chatcmpl-azure",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "gpt-4o-2024-11-20",
+            "system_fingerprint": "fp_fake",
+        }
         usage_key = {"usage": None} if include_usage else {}
-        ex.event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                  "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {
-                      **SAFE, "jailbreak": {"filtered": False, "detected": False}}}]})
-        ex.event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                       "finish_reason": None, "logprobs": None,
-                                       "content_filter_results": {}}], **usage_key})
+        ex.event(
+            {
+                "choices": [],
+                "created": 0,
+                "id": "",
+                "model": "",
+                "object": "",
+                "prompt_filter_results": [
+                    {
+                        "prompt_index": 0,
+                        "content_filter_results": {
+                            **SAFE,
+                            "jailbreak": {"filtered": False, "detected": False},
+                        },
+                    }
+                ],
+            }
+        )
+        ex.event(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                        "logprobs": None,
+                        "content_filter_results": {},
+                    }
+                ],
+                **usage_key,
+            }
+        )
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         finish = canned.finish or "stop"
         sent = 0
         for n, piece in enumerate(pieces):
             if canned.error_after == n:
-                ex.event({"error": {"code": "500", "message": "The server had an error while "
-                                    "processing your request."}})
+                ex.event(
+                    {
+                        "error": {
+                            "code": "500",
+                            "message": "The server had an error while processing your request.",
+                        }
+                    }
+                )
                 return
             if canned.reset_after == n:
                 ex.reset()
@@ -144,22 +212,60 @@ class FakeAzure(FakeServer):
             if limit is not None and sent >= limit:
                 finish = "length"
                 break
-            ex.event({**base, "choices": [{"index": 0, "delta": {"content": piece},
-                                           "finish_reason": None, "logprobs": None,
-                                           "content_filter_results": SAFE}], **usage_key})
+            ex.event(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": piece},
+                            "finish_reason": None,
+                            "logprobs": None,
+                            "content_filter_results": SAFE,
+                        }
+                    ],
+                    **usage_key,
+                }
+            )
             sent += 1
             if n == 1:  # asynchronous filtering: a chunk with results and offsets, no delta
-                ex.event({**base, "choices": [{"index": 0, "finish_reason": None,
-                                               "content_filter_results": SAFE,
-                                               "content_filter_offsets": {
-                                                   "check_offset": 0, "start_offset": 0,
-                                                   "end_offset": 8}}], **usage_key})
-        ex.event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish,
-                                       "logprobs": None}], **usage_key})
+                ex.event(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": None,
+                                "content_filter_results": SAFE,
+                                "content_filter_offsets": {
+                                    "check_offset": 0,
+                                    "start_offset": 0,
+                                    "end_offset": 8,
+                                },
+                            }
+                        ],
+                        **usage_key,
+                    }
+                )
+        ex.event(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "logprobs": None}],
+                **usage_key,
+            }
+        )
         if include_usage:
-            ex.event({**base, "choices": [], "usage": {
-                "prompt_tokens": tokens, "completion_tokens": sent,
-                "total_tokens": tokens + sent}})
+            ex.event(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": tokens,
+                        "completion_tokens": sent,
+                        "total_tokens": tokens + sent,
+                    },
+                }
+            )
         ex.event("[DONE]")
 
 

@@ -59,6 +59,7 @@ class Exchange:
         self.handler = handler
         self.seen = seen
         self.newline = newline
+        self.streaming = False  # a chunked body has begun and is not finished
 
     @property
     def path(self) -> str:
@@ -85,10 +86,12 @@ class Exchange:
         h.send_response(200)
         h.send_header("content-type", content_type)
         h.send_header("cache-control", "no-cache")
+        h.send_header("transfer-encoding", "chunked")  # as the real services stream
         h.send_header("connection", "close")
         for key, value in (headers or {}).items():
             h.send_header(key, value)
         h.end_headers()
+        self.streaming = True
 
     def event(self, data: Any, *, event: str | None = None, event_id: str | None = None) -> None:
         text = data if isinstance(data, str) else json.dumps(data)
@@ -99,11 +102,21 @@ class Exchange:
         self.raw(self.newline.join(lines) + self.newline + self.newline)
 
     def raw(self, text: str) -> None:
-        self.handler.wfile.write(text.encode())
+        data = text.encode()
+        self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.handler.wfile.flush()
 
+    def finish(self) -> None:
+        """End a chunked body (the dispatcher calls this after ``handle``)."""
+        if self.streaming:
+            self.streaming = False
+            self.handler.wfile.write(b"0\r\n\r\n")
+            self.handler.wfile.flush()
+
     def reset(self) -> None:
-        """Close the connection mid-answer, as a dropped link would."""
+        """Close the connection mid-answer, as a dropped link would: the chunked body
+        never ends, which a client sees as an incomplete read."""
+        self.streaming = False
         self.handler.wfile.flush()
         self.handler.connection.shutdown(2)
 
@@ -205,8 +218,10 @@ class FakeServer:
                     body,
                 )
                 fake.seen.append(seen)
+                exchange = Exchange(self, seen, fake.newline)
                 try:
-                    fake.handle(Exchange(self, seen, fake.newline))
+                    fake.handle(exchange)
+                    exchange.finish()
                 except (BrokenPipeError, ConnectionResetError, OSError):
                     pass  # the client went away: nothing to answer
 

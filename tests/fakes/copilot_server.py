@@ -30,9 +30,17 @@ _CHAT = re.compile(r"^/beta/copilot/conversations/([^/]+)/(chat|chatOverStream)$
 
 
 def graph_error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "innerError": {
-        "date": "2026-11-25T10:00:00", "request-id": "fake-request",
-        "client-request-id": "fake-client"}}}
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": "2026-11-25T10:00:00",
+                "request-id": "fake-request",
+                "client-request-id": "fake-client",
+            },
+        }
+    }
 
 
 @dataclass
@@ -47,15 +55,22 @@ class ServerConversation:
 class FakeCopilot(FakeServer):
     path_prefix = "/beta"
 
-    def __init__(self, *, api_key: str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJmYWtlIjoxfQ.c2ln",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJmYWtlIjoxfQ.c2ln",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(api_key=api_key, **kwargs)
         self.conversations: dict[str, ServerConversation] = {}
 
     def handle(self, ex: Exchange) -> None:
         if ex.header("authorization") != f"Bearer {self.api_key}":
-            message = "Access token is empty." if not ex.header("authorization") else (
-                "Access token validation failure. Invalid audience.")
+            message = (
+                "Access token is empty."
+                if not ex.header("authorization")
+                else ("Access token validation failure. Invalid audience.")
+            )
             ex.json(401, graph_error("InvalidAuthenticationToken", message))
             return
         if ex.seen.method == "POST" and ex.path == "/beta/copilot/conversations":
@@ -66,12 +81,22 @@ class FakeCopilot(FakeServer):
                 return
             conversation = ServerConversation(str(uuid.uuid4()))
             self.conversations[conversation.id] = conversation
-            ex.json(201, {"id": conversation.id, "createdDateTime": "2026-11-25T10:00:00Z",
-                          "displayName": "", "status": "active", "turnCount": 0})
+            ex.json(
+                201,
+                {
+                    "id": conversation.id,
+                    "createdDateTime": "2026-11-25T10:00:00Z",
+                    "displayName": "",
+                    "status": "active",
+                    "turnCount": 0,
+                },
+            )
             return
         match = _CHAT.match(ex.path)
         if ex.seen.method != "POST" or match is None:
-            ex.json(404, graph_error("itemNotFound", f"Resource not found for the segment {ex.path}"))
+            ex.json(
+                404, graph_error("itemNotFound", f"Resource not found for the segment {ex.path}")
+            )
             return
         conversation = self.conversations.get(match.group(1))
         if conversation is None:
@@ -88,14 +113,20 @@ class FakeCopilot(FakeServer):
         self.requests.append(body)
         canned = self.next_canned()
         if canned.status != 200:
-            ex.json(canned.status, canned.body or graph_error("InternalServerError", "error"),
-                    canned.headers)
+            ex.json(
+                canned.status,
+                canned.body or graph_error("InternalServerError", "error"),
+                canned.headers,
+            )
             return
         if not conversation.prompts and body.get("additionalContext"):
             conversation.context = body["additionalContext"]
         prompt = body["message"]["text"]
-        users = [c["text"].removeprefix("User: ") for c in conversation.context
-                 if c["text"].startswith("User: ")]
+        users = [
+            c["text"].removeprefix("User: ")
+            for c in conversation.context
+            if c["text"].startswith("User: ")
+        ]
         answer = self.answer([*users, *conversation.prompts, prompt])
         pieces = self.pieces(answer, canned)
         final_state = "disengagedForRai" if canned.options.get("disengage") else "active"
@@ -105,28 +136,61 @@ class FakeCopilot(FakeServer):
             return
         self._stream(ex, conversation, prompt, pieces, canned, final_state)
 
-    def _record(self, conversation: ServerConversation, prompt: str, answer: str, state: str) -> None:
+    def _record(
+        self, conversation: ServerConversation, prompt: str, answer: str, state: str
+    ) -> None:
         conversation.prompts.append(prompt)
         conversation.answers.append(answer)
         conversation.state = state
 
-    def _snapshot(self, conversation: ServerConversation, prompt: str, text: str | None, *,
-                  final: bool, state: str = "active") -> dict[str, Any]:
-        reply = {"@odata.type": "#microsoft.graph.copilotConversationResponseMessage",
-                 "id": "reply-" + conversation.id[:8], "text": text,
-                 "createdDateTime": "2026-11-25T10:00:01Z", "adaptiveCards": [],
-                 "attributions": [], "sensitivityLabel": {"sensitivityLabelId": None}}
+    def _snapshot(
+        self,
+        conversation: ServerConversation,
+        prompt: str,
+        text: str | None,
+        *,
+        final: bool,
+        state: str = "active",
+    ) -> dict[str, Any]:
+        reply = {
+            "@odata.type": "#microsoft.graph.copilotConversationResponseMessage",
+            "id": "reply-" + conversation.id[:8],
+            "text": text,
+            "createdDateTime": "2026-11-25T10:00:01Z",
+            "adaptiveCards": [],
+            "attributions": [],
+            "sensitivityLabel": {"sensitivityLabelId": None},
+        }
         echo = {**reply, "id": "echo-" + conversation.id[:8], "text": prompt}
         if final:
-            return {"id": conversation.id, "agentId": None, "createdDateTime": "2026-11-25T10:00:00Z",
-                    "displayName": prompt[:60], "state": state,
-                    "turnCount": len(conversation.prompts), "messages": [echo, reply]}
-        return {"id": conversation.id, "agentId": None, "createdDateTime": "2026-11-25T10:00:00Z",
-                "displayName": "Intermediate Conversation Update", "state": "active",
-                "turnCount": 0, "messages": [] if text is None else [reply]}
+            return {
+                "id": conversation.id,
+                "agentId": None,
+                "createdDateTime": "2026-11-25T10:00:00Z",
+                "displayName": prompt[:60],
+                "state": state,
+                "turnCount": len(conversation.prompts),
+                "messages": [echo, reply],
+            }
+        return {
+            "id": conversation.id,
+            "agentId": None,
+            "createdDateTime": "2026-11-25T10:00:00Z",
+            "displayName": "Intermediate Conversation Update",
+            "state": "active",
+            "turnCount": 0,
+            "messages": [] if text is None else [reply],
+        }
 
-    def _stream(self, ex: Exchange, conversation: ServerConversation, prompt: str,
-                pieces: list[str], canned: Canned, state: str) -> None:
+    def _stream(
+        self,
+        ex: Exchange,
+        conversation: ServerConversation,
+        prompt: str,
+        pieces: list[str],
+        canned: Canned,
+        state: str,
+    ) -> None:
         ex.start_stream("text/event-stream")
         event_id = 130
         text = ""
@@ -142,25 +206,33 @@ class FakeCopilot(FakeServer):
                 return
             text += piece
             event_id += 1
-            ex.event(self._snapshot(conversation, prompt, text, final=False), event_id=str(event_id))
+            ex.event(
+                self._snapshot(conversation, prompt, text, final=False), event_id=str(event_id)
+            )
             if n == 0:  # an intermediate update without messages, as documented
                 event_id += 1
-                ex.event(self._snapshot(conversation, prompt, None, final=False),
-                         event_id=str(event_id))
+                ex.event(
+                    self._snapshot(conversation, prompt, None, final=False), event_id=str(event_id)
+                )
         final_text = text
         if canned.options.get("rewrite"):
             final_text = "Rewritten: " + text
         self._record(conversation, prompt, final_text, state)
-        ex.event(self._snapshot(conversation, prompt, final_text, final=True, state=state),
-                 event_id=str(event_id + 1))
+        ex.event(
+            self._snapshot(conversation, prompt, final_text, final=True, state=state),
+            event_id=str(event_id + 1),
+        )
 
 
 def validate(body: Any) -> str | None:
     if not isinstance(body, dict):
         return "The request body must be a JSON object."
     message = body.get("message")
-    if not isinstance(message, dict) or not isinstance(message.get("text"), str) \
-            or not message["text"].strip():
+    if (
+        not isinstance(message, dict)
+        or not isinstance(message.get("text"), str)
+        or not message["text"].strip()
+    ):
         return "The message text is required."
     hint = body.get("locationHint")
     zone = hint.get("timeZone") if isinstance(hint, dict) else None

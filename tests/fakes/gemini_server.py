@@ -22,19 +22,38 @@ from typing import Any
 
 from tests.fakes.base import Canned, Exchange, FakeServer, count_tokens
 
-_PATH = re.compile(r"^/(v1|v1beta)/models/([^:/]+):(streamGenerateContent|generateContent|countTokens)$")
+_PATH = re.compile(
+    r"^/(v1|v1beta)/models/([^:/]+):(streamGenerateContent|generateContent|countTokens)$"
+)
 _SNAKE = re.compile(r"_([a-z])")
 CONFIG_FIELDS = {
-    "temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "candidateCount", "seed",
-    "presencePenalty", "frequencyPenalty", "responseMimeType", "thinkingConfig",
+    "temperature",
+    "topP",
+    "topK",
+    "maxOutputTokens",
+    "stopSequences",
+    "candidateCount",
+    "seed",
+    "presencePenalty",
+    "frequencyPenalty",
+    "responseMimeType",
+    "thinkingConfig",
 }
 TOP_FIELDS = {
-    "contents", "systemInstruction", "generationConfig", "safetySettings", "tools",
-    "toolConfig", "cachedContent", "model",
+    "contents",
+    "systemInstruction",
+    "generationConfig",
+    "safetySettings",
+    "tools",
+    "toolConfig",
+    "cachedContent",
+    "model",
 }
 
 
-def status_error(code: int, status: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+def status_error(
+    code: int, status: str, message: str, details: list[Any] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message, "status": status}
     if details is not None:
         error["details"] = details
@@ -46,21 +65,34 @@ def bad_key() -> dict[str, Any]:
         400,
         "INVALID_ARGUMENT",
         "API key not valid. Please pass a valid API key.",
-        [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-          "domain": "googleapis.com",
-          "metadata": {"service": "generativelanguage.googleapis.com"}}],
+        [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ],
     )
 
 
-def rate_limited(delay: str, quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel") -> dict[str, Any]:
+def rate_limited(
+    delay: str, quota_id: str = "GenerateRequestsPerMinutePerProjectPerModel"
+) -> dict[str, Any]:
     return status_error(
         429,
         "RESOURCE_EXHAUSTED",
         "You exceeded your current quota, please check your plan and billing details.",
         [
-            {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
-             "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-                             "quotaId": quota_id}]},
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                        "quotaId": quota_id,
+                    }
+                ],
+            },
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
         ],
     )
@@ -92,16 +124,23 @@ class FakeGemini(FakeServer):
     def handle(self, ex: Exchange) -> None:
         match = _PATH.match(ex.path)
         if ex.seen.method != "POST" or match is None:
-            ex.json(404, status_error(404, "NOT_FOUND", f"Requested entity was not found: {ex.path}"))
+            ex.json(
+                404, status_error(404, "NOT_FOUND", f"Requested entity was not found: {ex.path}")
+            )
             return
         version, model, method = match.groups()
         key = ex.header("x-goog-api-key") or (ex.seen.query.get("key") or [""])[0]
         if not key:
-            ex.json(403, status_error(
-                403, "PERMISSION_DENIED",
-                "Method doesn't allow unregistered callers (callers without established "
-                "identity). Please use API Key or other form of API consumer identity to call "
-                "this API."))
+            ex.json(
+                403,
+                status_error(
+                    403,
+                    "PERMISSION_DENIED",
+                    "Method doesn't allow unregistered callers (callers without established "
+                    "identity). Please use API Key or other form of API consumer identity to call "
+                    "this API.",
+                ),
+            )
             return
         if key != self.api_key:
             ex.json(400, bad_key())
@@ -117,31 +156,53 @@ class FakeGemini(FakeServer):
             ex.json(400, status_error(400, "INVALID_ARGUMENT", problem))
             return
         if self.models is not None and model not in self.models:
-            ex.json(404, status_error(
-                404, "NOT_FOUND",
-                f"models/{model} is not found for API version {version}, or is not supported "
-                "for generateContent. Call ListModels to see the list of available models and "
-                "their supported methods."))
+            ex.json(
+                404,
+                status_error(
+                    404,
+                    "NOT_FOUND",
+                    f"models/{model} is not found for API version {version}, or is not supported "
+                    "for generateContent. Call ListModels to see the list of available models and "
+                    "their supported methods.",
+                ),
+            )
             return
         tokens = prompt_tokens(body)
         if tokens > self.input_limit:
-            ex.json(400, status_error(
-                400, "INVALID_ARGUMENT",
-                f"The input token count ({tokens}) exceeds the maximum number of tokens "
-                f"allowed ({self.input_limit})."))
+            ex.json(
+                400,
+                status_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    f"The input token count ({tokens}) exceeds the maximum number of tokens "
+                    f"allowed ({self.input_limit}).",
+                ),
+            )
             return
         if method == "countTokens":
-            ex.json(200, {"totalTokens": tokens,
-                          "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]})
+            ex.json(
+                200,
+                {
+                    "totalTokens": tokens,
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+                },
+            )
             return
         self.requests.append(body)
         canned = self.next_canned()
         if canned.status != 200:
-            ex.json(canned.status, canned.body or status_error(500, "INTERNAL", "Internal error"),
-                    canned.headers)
+            ex.json(
+                canned.status,
+                canned.body or status_error(500, "INTERNAL", "Internal error"),
+                canned.headers,
+            )
             return
-        users = [p["text"] for c in body["contents"] if c.get("role", "user") == "user"
-                 for p in c["parts"][:1]]
+        users = [
+            p["text"]
+            for c in body["contents"]
+            if c.get("role", "user") == "user"
+            for p in c["parts"][:1]
+        ]
         pieces = self.pieces(self.answer(users), canned)
         chunks = self._chunks(body, model, pieces, canned, tokens)
         if method == "generateContent":
@@ -156,32 +217,65 @@ class FakeGemini(FakeServer):
         self, body: dict[str, Any], model: str, pieces: list[str], canned: Canned, tokens: int
     ) -> list[Any]:
         meta = {"modelVersion": model, "responseId": "fakeResponse01"}
-        intermediate_usage = {"promptTokenCount": tokens, "totalTokenCount": tokens,
-                              "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+        intermediate_usage = {
+            "promptTokenCount": tokens,
+            "totalTokenCount": tokens,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+        }
         if canned.options.get("block"):
-            return [{"promptFeedback": {"blockReason": canned.options["block"],
-                                        "safetyRatings": []},
-                     "usageMetadata": intermediate_usage, **meta}]
+            return [
+                {
+                    "promptFeedback": {"blockReason": canned.options["block"], "safetyRatings": []},
+                    "usageMetadata": intermediate_usage,
+                    **meta,
+                }
+            ]
         limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
         finish = canned.finish or "STOP"
         if limit is not None and len(pieces) > limit:
             pieces, finish = pieces[:limit], "MAX_TOKENS"
         chunks: list[Any] = []
         if canned.options.get("thought_signature"):
-            chunks.append({"candidates": [{"content": {"parts": [
-                {"text": "", "thoughtSignature": "c2lnbmF0dXJl"}], "role": "model"}, "index": 0}],
-                "usageMetadata": intermediate_usage, **meta})
+            chunks.append(
+                {
+                    "candidates": [
+                        {
+                            "content": {
+                                "parts": [{"text": "", "thoughtSignature": "c2lnbmF0dXJl"}],
+                                "role": "model",
+                            },
+                            "index": 0,
+                        }
+                    ],
+                    "usageMetadata": intermediate_usage,
+                    **meta,
+                }
+            )
         for piece in pieces:
-            chunks.append({"candidates": [{"content": {"parts": [{"text": piece}], "role": "model"},
-                                           "index": 0}],
-                           "usageMetadata": intermediate_usage, **meta})
-        final_usage = {"promptTokenCount": tokens, "candidatesTokenCount": len(pieces),
-                       "totalTokenCount": tokens + len(pieces),
-                       "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
-                       "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": len(pieces)}]}
+            chunks.append(
+                {
+                    "candidates": [
+                        {"content": {"parts": [{"text": piece}], "role": "model"}, "index": 0}
+                    ],
+                    "usageMetadata": intermediate_usage,
+                    **meta,
+                }
+            )
+        final_usage = {
+            "promptTokenCount": tokens,
+            "candidatesTokenCount": len(pieces),
+            "totalTokenCount": tokens + len(pieces),
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
+            "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": len(pieces)}],
+        }
         if canned.options.get("finish_only") or not chunks:
-            chunks.append({"candidates": [{"finishReason": finish, "index": 0}],
-                           "usageMetadata": final_usage, **meta})
+            chunks.append(
+                {
+                    "candidates": [{"finishReason": finish, "index": 0}],
+                    "usageMetadata": final_usage,
+                    **meta,
+                }
+            )
         else:
             chunks[-1] = {**chunks[-1], "usageMetadata": final_usage}
             chunks[-1]["candidates"][0]["finishReason"] = finish
@@ -192,9 +286,11 @@ class FakeGemini(FakeServer):
         for n, chunk in enumerate(chunks):
             if canned.error_after == n:
                 # A failure after the stream began: bare JSON lines, then the end.
-                ex.raw('{\r\n  "error": {\r\n    "code": 503,\r\n    "message": "The model is '
-                       'overloaded. Please try again later.",\r\n    "status": "UNAVAILABLE"\r\n'
-                       "  }\r\n}\r\n")
+                ex.raw(
+                    '{\r\n  "error": {\r\n    "code": 503,\r\n    "message": "The model is '
+                    'overloaded. Please try again later.",\r\n    "status": "UNAVAILABLE"\r\n'
+                    "  }\r\n}\r\n"
+                )
                 return
             if canned.reset_after == n:
                 ex.reset()
@@ -227,20 +323,26 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> str | None:
             return f"Please use a valid role: user, model. (contents[{i}])"
         parts = content.get("parts")
         if not isinstance(parts, list) or not parts:
-            return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+            return (
+                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty."
+            )
         if role == previous:
             return "Please ensure that multiturn requests alternate between user and model."
         previous = role
     if previous != "user":
         return "Please ensure that multiturn requests ends with a user role or a function response."
     system = body.get("systemInstruction")
-    if system is not None and not (isinstance(system, dict) and isinstance(system.get("parts"), list)):
+    if system is not None and not (
+        isinstance(system, dict) and isinstance(system.get("parts"), list)
+    ):
         return "Invalid value at 'system_instruction': expected a Content with parts"
     config = body.get("generationConfig") or {}
     for name in config:
         if name not in CONFIG_FIELDS:
-            return (f'Invalid JSON payload received. Unknown name "{name}" at '
-                    "'generation_config': Cannot find field.")
+            return (
+                f'Invalid JSON payload received. Unknown name "{name}" at '
+                "'generation_config': Cannot find field."
+            )
     temperature = config.get("temperature")
     if temperature is not None and not 0 <= temperature <= 2:
         return "* GenerateContentRequest.generation_config.temperature: must be in [0.0, 2.0]"

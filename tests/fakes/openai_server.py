@@ -33,6 +33,8 @@ class Canned:
     error_after: int | None = None  # send an in-stream error object after N pieces
     reset_after: int | None = None  # drop the connection after N pieces
     delay: float = 0.0  # seconds between pieces
+    malformed_after: int | None = None  # a data line that is not JSON after N pieces
+    finish_reason: str = "stop"  # e.g. "length" or "content_filter"
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
@@ -186,8 +188,30 @@ class FakeOpenAI:
                 self.send_header("content-type", "text/event-stream; charset=utf-8")
                 self.send_header("cache-control", "no-cache")
                 self.send_header("x-request-id", "req_fake")
+                self.send_header("transfer-encoding", "chunked")
                 self.send_header("connection", "close")
                 self.end_headers()
+
+                def send(obj: dict[str, Any] | str) -> None:
+                    line = obj if isinstance(obj, str) else json.dumps(obj)
+                    data = f"data: {line}\n\n".encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+
+                try:
+                    if self._events(body, pieces, canned, send):
+                        self.wfile.write(b"0\r\n\r\n")  # the last chunk of a chunked body
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def _events(
+                self,
+                body: dict[str, Any],
+                pieces: list[str],
+                canned: Canned,
+                send: Callable[[dict[str, Any] | str], None],
+            ) -> bool:
+                """The events of one answer; False when the connection was dropped."""
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 usage_key = {"usage": None} if include_usage else {}
                 base = {
@@ -196,11 +220,6 @@ class FakeOpenAI:
                     "created": 1694268190,
                     "model": body["model"],
                 }
-
-                def send(obj: dict[str, Any] | str) -> None:
-                    line = obj if isinstance(obj, str) else json.dumps(obj)
-                    self.wfile.write(f"data: {line}\n\n".encode())
-                    self.wfile.flush()
 
                 send(
                     {
@@ -229,11 +248,14 @@ class FakeOpenAI:
                                 }
                             }
                         )
-                        return
+                        return True
                     if canned.reset_after is not None and n == canned.reset_after:
                         self.wfile.flush()
                         self.connection.shutdown(2)
-                        return
+                        return False
+                    if canned.malformed_after is not None and n == canned.malformed_after:
+                        send("{not json")
+                        return True
                     if canned.delay:
                         time.sleep(canned.delay)
                     send(
@@ -255,7 +277,12 @@ class FakeOpenAI:
                     {
                         **base,
                         "choices": [
-                            {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+                            {
+                                "index": 0,
+                                "delta": {},
+                                "logprobs": None,
+                                "finish_reason": canned.finish_reason,
+                            }
                         ],
                         **usage_key,
                     }
@@ -275,6 +302,7 @@ class FakeOpenAI:
                         }
                     )
                 send("[DONE]")
+                return True
 
         return Handler
 
