@@ -3,7 +3,7 @@
 Both URL styles: ``/openai/deployments/{deployment}/chat/completions?api-version=V``
 (without ``api-version``: 404 "Resource not found") and ``/openai/v1/chat/completions``
 with the deployment as ``model``. It takes an ``api-key`` header or an Entra bearer token
-(never both), and streams like Azure: a first chunk with empty ``choices`` and only
+(on v1, the key as a bearer too), and streams like Azure: a first chunk with empty ``choices`` and only
 ``prompt_filter_results``, content chunks with ``content_filter_results``, a chunk with no
 ``delta`` (asynchronous filtering), the finish chunk, the usage chunk, ``[DONE]``.
 Errors carry a string ``code``.
@@ -79,10 +79,9 @@ class FakeAzure(FakeServer):
             ex.json(404, NOT_FOUND)
             return
         key, bearer = ex.header("api-key"), ex.header("authorization").removeprefix("Bearer ")
-        if key and bearer:
-            ex.json(400, azure_error("400", "Send either api-key or Authorization, not both."))
-            return
-        if not ((key and key == self.api_key) or (bearer and bearer == self.ad_token)):
+        # An Entra token as a bearer; on the v1 API the resource key is accepted that way too.
+        tokens = {self.ad_token} | ({self.api_key} if match is None else set())
+        if not ((key and key == self.api_key) or (bearer and bearer in tokens)):
             ex.json(401, DENIED)
             return
         body = ex.seen.body

@@ -10,6 +10,7 @@ number of user messages. ``server.script`` holds canned responses for fault scen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -169,6 +170,10 @@ class FakeOpenAI:
                         text[i : i + fake.chunk_size] for i in range(0, len(text), fake.chunk_size)
                     ]
                 )
+                limit = body.get("max_completion_tokens") or body.get("max_tokens")
+                if limit is not None and len(pieces) > limit:
+                    pieces = pieces[:limit]  # one piece stands for one token
+                    canned = dataclasses.replace(canned, finish_reason="length")
                 self._stream(body, pieces, canned)
 
             def _json(
