@@ -37,7 +37,8 @@ KNOWN_MODELS: dict[str, ModelInfo] = {
     "openai:gpt-4o": ModelInfo(128_000, 16_384, tokenizer=_O200K),
     "openai:o4-mini": ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K),
     "openai:o3": ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K),
-    # Anthropic: API version 2026-10-21 accepts no sampling parameters at all.
+    # Anthropic: API version 2026-10-21 accepts no sampling parameters at all, for any model.
+    "anthropic:": ModelInfo(None, None, sampling=False),
     "anthropic:claude-opus-5": _CLAUDE_5,
     "anthropic:claude-sonnet-5": _CLAUDE_5,
     "anthropic:claude-fable-5": _CLAUDE_5,
@@ -80,7 +81,8 @@ def lookup(spec: str) -> ModelInfo | None:
 
 def known_names(prefix: str) -> list[str]:
     """The model names (or name prefixes) the table knows for a provider, for messages."""
-    return [key.partition(":")[2] for key in KNOWN_MODELS if key.startswith(f"{prefix}:")]
+    names = (key.partition(":")[2] for key in KNOWN_MODELS if key.startswith(f"{prefix}:"))
+    return [name for name in names if name]
 
 
 def accepts_sampling(spec: str) -> bool:

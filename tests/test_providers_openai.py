@@ -1,0 +1,139 @@
+"""OpenAI Chat Completions done fully: the body, the usage chunk, finish notices,
+in-stream errors, temperature for models that refuse it, quota and retry hints."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from nbconvo.providers import create_provider
+from tests.fakes.openai_server import Canned, _error
+from tests.provider_cases import BY_NAME, OPENAI_KEY, request, run
+
+CASE = BY_NAME["openai"]
+
+
+def test_body_and_final_usage_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        outcome = run(CASE.provider(), request(CASE, "hi", system="Be brief.", max_tokens=30))
+        body = fake.requests[0]
+        assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+        assert body["max_completion_tokens"] == 30 and "max_tokens" not in body
+        assert body["stream_options"] == {"include_usage": True} and body["stream"] is True
+        assert outcome.usage is not None and outcome.usage.output_tokens == 3  # "echo #1: hi"
+        # usage arrives after the finish chunk; the finish is reported last
+        assert outcome.events[-1] == outcome.finish and outcome.events[-2] == outcome.usage
+
+
+@pytest.mark.parametrize(
+    ("finish", "reason", "notice"),
+    [
+        ("length", "length", "answer cut at 4 tokens"),
+        ("content_filter", "content_filter", "OpenAI's content filter"),
+        ("tool_calls", "other", None),
+    ],
+)
+def test_finish_reasons(
+    finish: str, reason: str, notice: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with CASE.running(monkeypatch) as fake:
+        fake.script.append(Canned(finish_reason=finish))
+        outcome = run(CASE.provider(), request(CASE, "hello"))
+        assert outcome.finish is not None and outcome.finish.reason == reason
+        if notice:
+            assert outcome.finish.notice is not None and notice in outcome.finish.notice
+
+
+def test_temperature_dropped_for_a_reasoning_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        chat = dataclasses.replace(request(CASE, "x", temperature=0.2), model="gpt-5.5")
+        outcome = run(create_provider("openai:gpt-5.5"), chat)
+        assert "temperature" not in fake.requests[0]
+        assert outcome.notices == [
+            "temperature 0.2 not sent to openai:gpt-5.5: the model takes no sampling parameters"
+        ]
+
+
+def test_unknown_model_refusing_temperature_is_retried_once_without(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with CASE.running(monkeypatch) as fake:
+        fake.script.append(
+            Canned(
+                status=400,
+                body=_error(
+                    "Unsupported value: 'temperature' does not support 0.2 with this model. Only the "
+                    "default (1) value is supported.",
+                    "invalid_request_error",
+                    "unsupported_value",
+                ),
+            )
+        )
+        outcome = run(CASE.provider(), request(CASE, "x", temperature=0.2))
+        assert outcome.error is None and outcome.text == "echo #1: x"
+        assert fake.requests[0]["temperature"] == 0.2 and "temperature" not in fake.requests[1]
+        assert outcome.notices == [
+            "temperature 0.2 not sent to openai:gpt-4.1: the model rejected it"
+        ]
+
+
+def test_insufficient_quota_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        fake.script.append(
+            Canned(
+                status=429,
+                body=_error(
+                    "You exceeded your current quota, please check your plan and billing details.",
+                    "insufficient_quota",
+                    "insufficient_quota",
+                ),
+            )
+        )
+        outcome = run(CASE.provider(), request(CASE, "x"))
+        assert "quota exhausted" in str(outcome.error) and len(fake.requests) == 1
+
+
+def test_retry_after_in_whole_seconds_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        monkeypatch.setenv("NBCONVO_RETRY_MAX_WAIT", "2")
+        fake.script.append(
+            Canned(
+                status=429,
+                body=_error(
+                    "Rate limit reached for gpt-4.1 on tokens per min (TPM).",
+                    "tokens",
+                    "rate_limit_exceeded",
+                ),
+                headers={
+                    "retry-after": "1",
+                    "x-ratelimit-remaining-tokens": "0",
+                    "x-ratelimit-reset-tokens": "51.189s",
+                },
+            )
+        )
+        started = time.monotonic()
+        outcome = run(CASE.provider(), request(CASE, "x"))
+        assert outcome.error is None and len(fake.requests) == 2
+        assert time.monotonic() - started >= 0.95
+
+
+def test_refusal_is_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        fake.answer = lambda messages: "I can't help with that."
+        outcome = run(CASE.provider(), request(CASE, "x"))
+        assert outcome.text == "I can't help with that."
+
+
+def test_compatible_servers_keep_their_behaviour(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        monkeypatch.setenv("NBCONVO_API_KEY", OPENAI_KEY)
+        provider = create_provider("ollama:llama3.2", base_url=fake.base_url)
+        chat = dataclasses.replace(
+            request(CASE, "x", max_tokens=9, temperature=0.1), provider="ollama", model="llama3.2"
+        )
+        assert run(provider, chat).error is None
+        body = fake.requests[0]
+        assert body["max_tokens"] == body["max_completion_tokens"] == 9
+        assert body["temperature"] == 0.1
