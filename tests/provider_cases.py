@@ -67,11 +67,16 @@ class Case:
 
     @contextlib.contextmanager
     def running(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+        from nbconvo.providers._http import TYPED_KEYS
+
         clean_environment(monkeypatch)
-        with self.start() as fake:
-            for key, value in self.environment(fake).items():
-                monkeypatch.setenv(key, value)
-            yield fake
+        try:
+            with self.start() as fake:
+                for key, value in self.environment(fake).items():
+                    monkeypatch.setenv(key, value)
+                yield fake
+        finally:
+            TYPED_KEYS.clear()  # keys typed in a test must not leak into the next
 
     def provider(self) -> Provider:
         return create_provider(self.spec)

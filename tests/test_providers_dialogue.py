@@ -190,3 +190,21 @@ def test_finish_notice_shown_for_a_filtered_answer(
     assert turn(shell, "hello", "c1").success
     footer = shell.display_pub.markdown()[-1]
     assert any(word in footer for word in ("content filter", "refused", "SAFETY", "responsible"))
+
+
+def test_a_typed_key_is_used_and_kept_out_of_outputs(
+    live: tuple[Case, Any, InteractiveShell],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    case, fake, shell = live
+    key = case.environment(fake)[case.key_variable]
+    monkeypatch.delenv(case.key_variable)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": key)
+    shell.display_pub.reset()
+    assert shell.run_cell(f"%convo key {case.name}").success
+    assert turn(shell, "hello", "c1").success
+    assert nbconvo.current().head.answer == "echo #1: hello"  # type: ignore[union-attr]
+    out = capsys.readouterr()
+    assert key not in out.out + out.err + repr(shell.display_pub.outputs)
+    assert key not in repr(nbconvo.current().tree)
