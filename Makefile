@@ -38,3 +38,17 @@ clean:
 
 bench: setup
 	$(PY) bench/bench_meter.py
+
+# Re-record the documentation notebooks and their cassettes on the real local model
+# (the 1.5B one: its answers read better; replaying them needs no model at all).
+NOTEBOOKS := quickstart forking long-conversations providers
+DOCS_MODEL ?= qwen2.5-coder-1.5b
+record-notebooks: setup
+	$(PY) -m nbconvo._localmodel fetch $(DOCS_MODEL)
+	mkdir -p notebooks/cassettes demo-output
+	for nb in $(NOTEBOOKS); do \
+	  rm -f notebooks/cassettes/$$nb.jsonl; \
+	  NBCONVO_STREAM=0 NBCONVO_AUTOSAVE=off $(PY) -m nbconvo._cli run notebooks/$$nb.ipynb \
+	    --model llama:$(DOCS_MODEL) --cassette notebooks/cassettes/$$nb.jsonl --mode record \
+	    --output notebooks/$$nb.ipynb --transcript demo-output/$$nb.md --quiet || exit 1; \
+	done

@@ -194,6 +194,7 @@ class CassetteProvider:
                 yield from events
                 return
             if mode == "replay":
+                self.inner()  # a missing key or unknown model says so, as it would live
                 turn = sum(1 for m in request.messages if m["role"] == "user")
                 prompt = " ".join(request.messages[-1]["content"].split())[:50]
                 raise ReplayMiss(

@@ -18,6 +18,7 @@ from nbconvo._tree import Turn
 if TYPE_CHECKING:
     from nbconvo._conversation import Conversation, StreamSink
 
+SUMMARY_MAX_TOKENS = 400
 SUMMARY_PROMPT = (
     "Summarize the key decisions, facts (including names) and context of our conversation "
     "so far as a short bullet list. Reply with the bullet list only."
@@ -45,6 +46,7 @@ def summarize(
         messages=(*convo.messages(path), {"role": "user", "content": SUMMARY_PROMPT}),
         system=convo.system_text(path),
         temperature=0.0 if convo.temperature is None else convo.temperature,
+        max_tokens=SUMMARY_MAX_TOKENS,
         seed=convo.seed,
     )
     got = _Collected()

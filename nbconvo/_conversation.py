@@ -23,7 +23,7 @@ from nbconvo._models import context_window
 from nbconvo._tokens import count_messages, count_text
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
 from nbconvo._types import ChatRequest, Finish, Message, Notice, TextDelta, Usage
-from nbconvo.providers import Provider, create_provider, default_model_spec
+from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -245,6 +245,7 @@ class Conversation:
     def provider(self, spec: str) -> Provider:
         base_url = self.base_url if spec == self.model else None
         if self.cassette is not None:
+            split_spec(spec)  # an unknown provider fails here, with or without a cassette
             from nbconvo._cassette import CassetteProvider
 
             cached = self._providers.get((spec, base_url))

@@ -3,6 +3,7 @@ autosave with every turn, branch and the head intact."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -61,7 +62,5 @@ def test_sigkill_while_streaming_keeps_every_finished_turn(tmp_path: Path) -> No
 
 
 def _drain(kernel: NotebookKernel, msg_id: str, on_output) -> None:  # type: ignore[no-untyped-def]
-    try:
+    with contextlib.suppress(Exception):  # the kernel was killed: no reply will come
         kernel.collect(msg_id, 30, on_output)
-    except Exception:
-        pass  # the kernel was killed: no reply will come

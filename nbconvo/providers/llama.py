@@ -153,6 +153,9 @@ def _close_quietly(iterator: Iterator[Any]) -> None:
             close()
 
 
+DEFAULT_MAX_TOKENS = 1024
+
+
 class LlamaProvider:
     """In-process chat with a local GGUF model."""
 
@@ -230,8 +233,9 @@ class LlamaProvider:
         kwargs: dict[str, Any] = {"messages": messages, "stream": True}
         if request.temperature is not None:  # else llama's own default
             kwargs["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            kwargs["max_tokens"] = request.max_tokens
+        # Small local models can repeat themselves until the window is full: cap an answer
+        # at DEFAULT_MAX_TOKENS unless the turn asks for another limit.
+        kwargs["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS
         if request.seed is not None:
             kwargs["seed"] = request.seed
 
