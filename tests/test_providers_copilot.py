@@ -188,3 +188,12 @@ def test_provider_reads_the_time_zone_once(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("NBCONVO_M365_TIMEZONE", "Europe/Berlin")
     provider = CopilotProvider(prefix="copilot", model="chat", base_url="http://127.0.0.1:9")
     assert provider.time_zone == "Europe/Berlin"
+
+
+def test_the_note_comes_again_when_the_first_turn_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with CASE.running(monkeypatch) as fake:
+        provider = CASE.provider()
+        fake.script.append(Canned(status=403, body=graph_error("Forbidden", "denied")))
+        assert run(provider, chat("a")).error is not None
+        assert len(run(provider, chat("a")).notices) == 1
+        assert run(provider, chat("a", "echo #1: a", "b")).notices == []

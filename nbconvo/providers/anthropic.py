@@ -103,7 +103,6 @@ class AnthropicProvider:
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         dropped = (request.temperature, request.seed)
         if dropped != (None, None) and dropped != self._dropped:
-            self._dropped = dropped
             names = [
                 f"{name} {value}"
                 for name, value in (("temperature", request.temperature), ("seed", request.seed))
@@ -128,6 +127,8 @@ class AnthropicProvider:
             headers=self.headers(),
             translate=lambda feed: self._translate(feed, body["max_tokens"]),
         )
+        if dropped != (None, None):
+            self._dropped = dropped  # noted once the user has seen it: a failed turn shows none
 
     def _translate(self, feed: EventFeed, max_tokens: int) -> Iterator[ProviderEvent]:
         input_tokens: dict[str, int] = {}

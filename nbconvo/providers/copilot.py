@@ -149,8 +149,7 @@ class CopilotProvider:
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         token = self._token()
-        if not self._told:
-            self._told = True
+        if not self._told:  # marked told once a turn succeeds: a failed turn shows no notes
             yield Notice(f"{self.label}: {LIMITS}")
         messages = [m for m in request.messages if m["role"] != "system"]
         if not messages or messages[-1]["role"] != "user":
@@ -167,6 +166,7 @@ class CopilotProvider:
                 raise
             # The server forgot the conversation (expired): start again with the context.
             yield from self._chat(None, request.system, earlier, prompt, reply, headers)
+        self._told = True
         if reply.complete and reply.state == "active":
             answer: Message = {"role": "assistant", "content": reply.emitted}
             after = [*earlier, messages[-1], answer]

@@ -11,7 +11,7 @@ stop can say how many tokens the answer had.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -150,8 +150,11 @@ class OpenAICompatibleProvider:
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         body = self.body(request)
+        dropped: float | None = None
         if "temperature" in body and not accepts_sampling(f"{self.prefix}:{request.model}"):
-            yield from self._drop_temperature(body, "the model takes no sampling parameters")
+            dropped = yield from self._drop_temperature(
+                body, "the model takes no sampling parameters"
+            )
         try:
             yield from self._sse().stream(
                 self.url(), body=body, headers=self.headers(), translate=self._translate
@@ -162,16 +165,20 @@ class OpenAICompatibleProvider:
                 raise
             if "temperature" not in str(error).lower():
                 raise
-            yield from self._drop_temperature(body, "the model rejected it")
+            dropped = yield from self._drop_temperature(body, "the model rejected it")
             yield from self._sse().stream(
                 self.url(), body=body, headers=self.headers(), translate=self._translate
             )
+        if dropped is not None:
+            self._dropped = dropped  # noted once the user has seen it: a failed turn shows none
 
-    def _drop_temperature(self, body: dict[str, Any], why: str) -> Iterator[ProviderEvent]:
-        value = body.pop("temperature")
+    def _drop_temperature(
+        self, body: dict[str, Any], why: str
+    ) -> Generator[ProviderEvent, None, float]:
+        value = float(body.pop("temperature"))
         if value != self._dropped:
-            self._dropped = value
             yield Notice(f"temperature {value} not sent to {self.label}: {why}")
+        return value
 
     def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
         finish: Finish | None = None
