@@ -24,7 +24,7 @@ demo: fetch-model
 	$(PY) -m nbconvo._cli run notebooks/quickstart.ipynb --output demo-output/quickstart.ipynb --transcript demo-output/quickstart.md
 
 lint: setup
-	$(PY) -m ruff check nbconvo tests bench
+	$(PY) -m ruff check nbconvo tests bench scripts
 	$(PY) -m ruff format --check nbconvo
 
 typecheck: setup

@@ -129,7 +129,8 @@ PROVIDERS = [
     ("code", "%convo model"),
     ("md", "`-m` picks a model for one turn only; `%convo inspect` shows the exact next "
            "request, as the provider will receive it (never with a key)."),
-    ("code", "%%turn -m llama:qwen2.5-coder-1.5b --max-tokens 40\nIn one sentence: what is a GGUF file?"),
+    ("code", "%%turn -m llama:qwen2.5-coder-1.5b --max-tokens 40\n"
+             "In one sentence: what is a GGUF file?"),
     ("code", "%convo inspect And which program runs it"),
     ("md", "Without a model, nbconvo picks `NBCONVO_MODEL`, then a provider whose key is "
            "set, then the local model. Mistakes are one-line errors that say the fix, and "

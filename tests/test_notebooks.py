@@ -18,7 +18,7 @@ pytestmark = pytest.mark.kernel
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_replays_under_nbval(name: str, tmp_path: Path) -> None:
     cassette = ROOT / "notebooks" / "cassettes" / f"{name}.jsonl"
-    assert cassette.is_file(), f"missing cassette: run `make record-notebooks`"
+    assert cassette.is_file(), "missing cassette: run `make record-notebooks`"
     before = cassette.read_bytes()
     env = {
         **os.environ,
