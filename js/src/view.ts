@@ -38,6 +38,10 @@ function h<K extends keyof HTMLElementTagNameMap>(
 
 const numbers = new Intl.NumberFormat("en-US");
 
+function plural(count: number, noun: string): string {
+  return `${numbers.format(count)} ${noun}${count === 1 ? "" : "s"}`;
+}
+
 export function describeMeter(meter: MeterInfo | Record<string, never>): string {
   if (!("used" in meter)) return "tokens: not measured yet";
   const approx = meter.exact ? "" : "≈";
@@ -150,10 +154,10 @@ export class ConvoView {
     const count = h(
       "span",
       "nbconvo-exchanges",
-      budget ? `${exchanges} of ${budget} exchanges` : `${exchanges} exchanges`,
+      budget ? `${exchanges} of ${budget} exchanges` : plural(exchanges, "exchange"),
     );
     if (budget && exchanges > budget) count.classList.add("nbconvo-over");
-    const total = h("span", "nbconvo-total", `${this.channel.store.nodes.size} turns`);
+    const total = h("span", "nbconvo-total", `${plural(this.channel.store.nodes.size, "turn")} in the tree`);
     this.header.replaceChildren(name, branchBadge, count, total);
 
     const meter = this.model.get("meter");
