@@ -4,10 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nbconvo-installed
 MODEL ?= qwen2.5-coder-0.5b
+WIDGET := nbconvo/static/widget.js
+JS_DEPS := js/node_modules/.package-lock.json
 
-.PHONY: setup fetch-model demo test lint typecheck clean bench
+.PHONY: setup fetch-model demo test test-js lint typecheck clean bench
 
-setup: $(STAMP)
+setup: $(STAMP) $(WIDGET)
 
 # Reinstall when the project's dependencies change. llama-cpp-python compiles from
 # source the first time (about 5 minutes on 2 cores); pip caches the wheel afterwards.
@@ -16,6 +18,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet -e '.[local,test]'
 	touch $(STAMP)
+
+# The widget's front end. `pip install -e .` builds it too (hatch-jupyter-builder); these
+# rules rebuild it when js/ changes without a reinstall.
+$(JS_DEPS): js/package.json js/package-lock.json
+	cd js && npm ci
+
+$(WIDGET): $(JS_DEPS) js/build.mjs $(wildcard js/src/*)
+	cd js && npm run build
+
+test-js: $(JS_DEPS)
+	cd js && npm test
 
 fetch-model: setup
 	$(PY) -m nbconvo._localmodel fetch $(MODEL)
@@ -30,14 +43,15 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-test: fetch-model lint typecheck
+test: fetch-model lint typecheck test-js
 	NBCONVO_REQUIRE_MODEL=1 $(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache nbconvo/static js/node_modules
 
 bench: setup
 	$(PY) bench/bench_meter.py
+	$(PY) bench/bench_widget.py
 
 # Re-record the documentation notebooks and their cassettes on the real local model
 # (the 1.5B one: its answers read better; replaying them needs no model at all).
