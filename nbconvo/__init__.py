@@ -42,6 +42,16 @@ def fork(n: int, name: str | None = None) -> str:
     return current().fork(n, name)
 
 
+def summarize() -> str:
+    """The current conversation's key decisions so far, as bullets (changes nothing)."""
+    return current().summarize()
+
+
+def compact(keep: int = 2, name: str | None = None) -> str:
+    """Compact the current conversation into a new branch; returns its name."""
+    return current().compact(keep, name=name)
+
+
 def _ensure_cell_tracking() -> None:
     # Used as a library inside IPython without %load_ext: still learn cell ids for reruns.
     try:
@@ -126,8 +136,10 @@ __all__ = [
     "TurnInterrupted",
     "TurnOptions",
     "UsageError",
+    "compact",
     "current",
     "fork",
     "load_ipython_extension",
+    "summarize",
     "unload_ipython_extension",
 ]

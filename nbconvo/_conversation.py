@@ -456,6 +456,25 @@ class Conversation:
         self._changed("compact", branch=branch)
         return branch
 
+    def export(self, fmt: str = "md", *, all_branches: bool = False) -> str:
+        """The conversation as text: ``md`` (transcript), ``json`` (the whole tree) or
+        ``openai`` (the active path as an OpenAI-style messages list)."""
+        import json
+
+        if fmt == "md":
+            from nbconvo._render import transcript_markdown
+
+            return transcript_markdown(self, all_branches=all_branches)
+        if fmt == "json":
+            from nbconvo._store import conversation_to_dict
+
+            return json.dumps(conversation_to_dict(self), ensure_ascii=False, indent=1)
+        if fmt == "openai":
+            system = self.system_text()
+            head: list[Message] = [{"role": "system", "content": system}] if system else []
+            return json.dumps(head + self.messages(), ensure_ascii=False, indent=1)
+        raise UsageError(f"unknown export format {fmt!r}: use md, json or openai")
+
     def reset_tree(self) -> ConversationTree:
         old = self.tree
         self.tree = ConversationTree()

@@ -328,19 +328,7 @@ class ConvoMagics(Magics):
         )
 
     def _cmd_export(self, convo: Conversation, args: argparse.Namespace) -> None:
-        from nbconvo._render import transcript_markdown
-        from nbconvo._store import conversation_to_dict
-
-        if args.to == "md":
-            text = transcript_markdown(convo, all_branches=args.all)
-        elif args.to == "json":
-            text = json.dumps(conversation_to_dict(convo), ensure_ascii=False, indent=1)
-        else:
-            system = convo.system_text()
-            messages = ([{"role": "system", "content": system}] if system else []) + list(
-                convo.messages()
-            )
-            text = json.dumps(messages, ensure_ascii=False, indent=1)
+        text = convo.export(args.to, all_branches=args.all)
         if args.path:
             from nbconvo._store import write_atomic
 

@@ -73,3 +73,22 @@ def test_failing_turn_names_the_cell_and_exits_nonzero(tmp_path: Path) -> None:
 def test_missing_notebook_is_one_line(tmp_path: Path) -> None:
     out = nbconvo_run(str(tmp_path / "nope.ipynb"), env={})
     assert out.returncode == 2 and out.stderr.strip() == f"nbconvo: no notebook at {tmp_path / 'nope.ipynb'}"
+
+
+def _outputs(path: Path) -> list[list[dict]]:  # type: ignore[type-arg]
+    nb = nbformat.read(path, as_version=4)
+    return [[{k: v for k, v in o.items() if k != "metadata"} for o in c.outputs]
+            for c in nb.cells if c.cell_type == "code"]
+
+
+def test_replay_of_forking_matches_the_recording_twice(tmp_path: Path) -> None:
+    env = {"NBCONVO_CACHE": str(tmp_path / "no-model"), "NBCONVO_STREAM": "0",
+           "NBCONVO_MODEL": "llama:qwen2.5-coder-1.5b", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+           "OPENAI_API_KEY": ""}
+    recorded = _outputs(ROOT / "notebooks" / "forking.ipynb")
+    for run in (1, 2):
+        out = nbconvo_run("notebooks/forking.ipynb", "--cassette", "notebooks/cassettes/forking.jsonl",
+                          "--mode", "replay", "--output", str(tmp_path / f"run{run}.ipynb"), "--quiet",
+                          env=env)
+        assert out.returncode == 0, out.stderr
+        assert _outputs(tmp_path / f"run{run}.ipynb") == recorded
