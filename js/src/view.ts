@@ -53,7 +53,8 @@ export function describeMeter(meter: MeterInfo | Record<string, never>): string 
   return `${approx}${used} of ${numbers.format(meter.window)} tokens (${percent}%)`;
 }
 
-const STATUS_MARK: Record<string, string> = { ok: "", interrupted: "⏸", error: "⚠" };
+// Glyphs the common UI fonts carry (an emoji pause sign renders as a box in some).
+const STATUS_MARK: Record<string, string> = { ok: "", interrupted: "‖", error: "⚠" };
 
 export class ConvoView {
   readonly root: HTMLElement;
