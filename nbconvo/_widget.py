@@ -85,7 +85,6 @@ class ConvoWidget(anywidget.AnyWidget):
         self.name = convo.name
         self.on_msg(self._on_message)
         convo.listeners.append(self._on_change)
-        self._catch_up(convo)
         self.refresh()
 
     @property
@@ -106,10 +105,12 @@ class ConvoWidget(anywidget.AnyWidget):
 
     # --- kernel → front end ----------------------------------------------------------
     def refresh(self) -> None:
-        """Sync the small state; traitlets sends only the values that changed."""
+        """Send the turns the front end lacks, then sync the small state (traitlets sends
+        only the values that changed): cheap when nothing changed."""
         convo = self.conversation
-        if convo is None:
+        if convo is None or self.comm is None:
             return
+        self._catch_up(convo)
         with self.hold_sync():
             self.head = convo.tree.head
             self.branch = convo.branch
@@ -143,10 +144,6 @@ class ConvoWidget(anywidget.AnyWidget):
     def _on_change(self, kind: str, payload: dict[str, Any]) -> None:
         # A listener runs inside Conversation methods: a widget failure must not fail a turn.
         try:
-            convo = self.conversation
-            if convo is None or self.comm is None:
-                return
-            self._catch_up(convo)
             self.refresh()
         except Exception:
             _log.exception("nbconvo widget: could not update after %r", kind)
@@ -169,9 +166,8 @@ class ConvoWidget(anywidget.AnyWidget):
             raise ConfigurationError("this conversation no longer exists")
         kind = content.get("kind") if isinstance(content, dict) else None
         if kind == "snapshot-request":
-            self._catch_up(convo)  # other views get the newest turns as a delta first
+            self.refresh()  # other views get the newest turns as a delta first
             self._send_message(snapshot(convo.tree, request_id, self._seq))
-            self.refresh()
             return
         if kind not in ("details-request", "switch", "fork"):
             raise UsageError(f"unknown request {kind!r}")
@@ -206,8 +202,9 @@ _WATCHING: set[int] = set()
 
 
 def _watch_cells() -> None:
-    """Goal, budget and window are plain attributes that notify no listener: refresh every
-    widget's small state after each cell (a no-op on the wire when nothing changed)."""
+    """Goal, budget and window are plain attributes that notify no listener, and a tree can
+    change without an event (a load): refresh every widget after each cell (nothing goes on
+    the wire when nothing changed)."""
     try:
         from IPython import get_ipython
     except ImportError:

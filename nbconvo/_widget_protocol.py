@@ -141,7 +141,7 @@ def meter_info(meter: TokenMeter) -> MeterInfo:
         used=meter.used,
         window=meter.window,
         exact=meter.exact,
-        fraction=meter.fraction,
+        fraction=None if meter.fraction is None else round(meter.fraction, 4),
         state=meter.state,
     )
 
