@@ -184,10 +184,16 @@ class OpenAICompatibleProvider:
         finish: Finish | None = None
         usage: Usage | None = None
         done = False
-        for event in feed:
+        events = iter(feed)
+        for event in events:
             data = event.data
             if data.startswith("[DONE]"):
                 done = True
+                # Read to the end of the body (as the OpenAI SDK does): a response closed
+                # before its end closes the connection, and the next turn would open a
+                # new one (a TLS handshake on a real API).
+                for _ in events:
+                    pass
                 break
             if not data.strip():
                 continue
