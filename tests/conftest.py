@@ -201,3 +201,15 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+# -- reliability counts (tests/reliability_counts.py) ---------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.reliability_counts import COUNTS
+
+    if COUNTS:
+        terminalreporter.section("nbconvo reliability")
+        for name, n in sorted(COUNTS.items()):
+            terminalreporter.write_line(f"{name}: {n}")
