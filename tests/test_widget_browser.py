@@ -305,13 +305,19 @@ def test_widget_shows_the_tree_and_fork_here_moves_the_head(lab: Lab, page: Page
         "What are the main strategies for improving customer retention?"
     )
 
-    # Keyboard: Home, down to turn 1, Enter opens its details.
-    widget.locator(".nbconvo-tree").focus()
+    # Keyboard: Home, down to turn 1, Enter opens its details; the notebook's own arrow and
+    # Enter shortcuts stay out of it (the active cell does not move, no editor opens).
+    widget.locator(".nbconvo-tree").click(position={"x": 400, "y": 5})
+    active = p.locator(".jp-Notebook .jp-Cell.jp-mod-active .jp-InputArea-prompt").inner_text()
     p.keyboard.press("Home")
     p.keyboard.press("ArrowDown")
     p.keyboard.press("Enter")
     details = widget.locator(".nbconvo-details")
     expect(details.locator(".nbconvo-details-title strong")).to_have_text("Turn 1")
+    expect(p.locator(".jp-Notebook .jp-Cell.jp-mod-active .jp-InputArea-prompt")).to_have_text(
+        active
+    )
+    expect(p.locator(".jp-Notebook.jp-mod-editMode")).to_have_count(0)
     expect(details.locator(".nbconvo-answer")).to_contain_text(
         "echo #1: What are the main strategies"
     )

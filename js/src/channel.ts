@@ -27,6 +27,9 @@ interface Waiting {
 export class Channel {
   readonly store = new TreeStore();
   private readonly waiting = new Map<string, Waiting>();
+  // Turns never change, so their details are kept — until a reset reuses the ids.
+  private readonly detailsCache = new Map<number, DetailsMessage>();
+  private epoch = 0; // bumped when the cache is cleared
   private readonly listeners = new Set<() => void>();
   private readonly onCustom = (content: unknown): void => this.receive(content);
 
@@ -52,10 +55,19 @@ export class Channel {
     this.model.send({ kind: "snapshot-request", id });
   }
 
-  details(turn: number): Promise<DetailsMessage> {
-    return this.request<DetailsMessage>("details", (id) =>
+  cachedDetails(turn: number): DetailsMessage | undefined {
+    return this.detailsCache.get(turn);
+  }
+
+  async details(turn: number): Promise<DetailsMessage> {
+    const cached = this.detailsCache.get(turn);
+    if (cached !== undefined) return cached;
+    const epoch = this.epoch;
+    const reply = await this.request<DetailsMessage>("details", (id) =>
       this.model.send({ kind: "details-request", id, turn }),
     );
+    if (epoch === this.epoch) this.detailsCache.set(turn, reply);
+    return reply;
   }
 
   act(action: "switch" | "fork", turn: number): Promise<ActionResultMessage> {
@@ -88,6 +100,10 @@ export class Channel {
       case "nodes":
       case "reset": {
         const applied = this.store.apply(content);
+        if (applied === "changed" && content.kind !== "nodes") {
+          this.detailsCache.clear();
+          this.epoch += 1;
+        }
         if (applied === "resync" && this.store.pending === null) this.requestSnapshot();
         if (applied === "changed") for (const listener of this.listeners) listener();
         return;

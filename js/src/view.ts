@@ -74,7 +74,6 @@ export class ConvoView {
   private selected: string | null = null; // row key
   private readonly expanded = new Set<number>();
   private openTurn: number | null = null;
-  private readonly detailsCache = new Map<number, DetailsMessage>();
   private lastHead: number | null | undefined = undefined;
   private readonly cleanups: Array<() => void> = [];
 
@@ -92,6 +91,8 @@ export class ConvoView {
     this.tree.tabIndex = 0;
     this.tree.setAttribute("role", "tree");
     this.tree.setAttribute("aria-label", "conversation turns");
+    // Arrows and Enter move in the tree, not between notebook cells (Lumino honours this).
+    this.tree.dataset.lmSuppressShortcuts = "true";
     this.tree.append(this.canvas);
     this.details.hidden = true;
     this.root.append(this.header, this.meter, this.goal, this.tree, this.details);
@@ -192,6 +193,11 @@ export class ConvoView {
     this.tree.style.height = `${Math.min(this.rows.length, MAX_VISIBLE_ROWS) * ROW_HEIGHT}px`;
     if (this.selected !== null && !this.rows.some((row) => row.key === this.selected)) {
       this.selected = null;
+    }
+    if (this.openTurn !== null && !this.channel.store.nodes.has(this.openTurn)) {
+      this.openTurn = null; // the tree was reset: that turn is gone
+      this.details.hidden = true;
+      this.details.replaceChildren();
     }
     if (head !== this.lastHead) {
       // Follow the head when it moves (a new turn, a switch, a fork).
@@ -378,7 +384,7 @@ export class ConvoView {
   private openDetails(turn: number): void {
     this.openTurn = turn;
     this.details.hidden = false;
-    const cached = this.detailsCache.get(turn);
+    const cached = this.channel.cachedDetails(turn);
     if (cached !== undefined) {
       this.fillDetails(cached);
       return;
@@ -387,7 +393,6 @@ export class ConvoView {
     this.details.replaceChildren(h("div", "nbconvo-details-title", `Turn ${label}`), h("div", "nbconvo-note", "loading…"));
     this.channel.details(turn).then(
       (message) => {
-        this.detailsCache.set(turn, message); // turns never change
         if (this.openTurn === turn) this.fillDetails(message);
       },
       (error: unknown) => {

@@ -86,7 +86,7 @@ describe("ConvoView", () => {
       error: null,
     };
     model.deliver(details);
-    await Promise.resolve();
+    await new Promise((resolve) => setTimeout(resolve, 0));
     expect(el.querySelector(".nbconvo-prompt strong")?.textContent).toBe("hello");
     expect(el.querySelector(".nbconvo-answer script")).toBeNull();
     expect(el.querySelector(".nbconvo-answer img")?.getAttribute("onerror")).toBeNull();
@@ -122,4 +122,35 @@ describe("ConvoView", () => {
     expect(model.listenerCount("msg:custom")).toBe(0);
     expect(model.listenerCount("change:head")).toBe(0);
   });
+});
+
+describe("details after a reset", () => {
+  it("forgets cached details and closes the panel when the tree is reset", async () => {
+    const { model, el, view } = setup(2);
+    const row = el.querySelector<HTMLElement>(".nbconvo-row[data-turn='1']");
+    row?.click();
+    const first = model.sent.at(-1);
+    expect(first).toMatchObject({ kind: "details-request", turn: 1 });
+    model.deliver({ kind: "details", id: first?.id, turn: 1, label: "1", prompt: "old", answer: "old answer", model: "", status: "ok", error: null });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(el.querySelector(".nbconvo-answer")?.textContent).toContain("old answer");
+
+    model.deliver({ kind: "reset", seq: 2 });
+    model.deliver({ kind: "nodes", seq: 3, nodes: [node(1, null, "new")] });
+    model.set("head", 1);
+    model.set("branches", { main: 1 });
+    view.render();
+    expect((el.querySelector(".nbconvo-details") as HTMLElement).hidden).toBe(false); // turn 1 exists again
+    el.querySelector<HTMLElement>(".nbconvo-row[data-turn='1']")?.click();
+    expect(model.sent.at(-1)).toMatchObject({ kind: "details-request", turn: 1 }); // asked again
+
+    model.deliver({ kind: "reset", seq: 4 });
+    view.render();
+    expect((el.querySelector(".nbconvo-details") as HTMLElement).hidden).toBe(true);
+  });
+});
+
+it("keeps JupyterLab's notebook shortcuts out of the tree", () => {
+  const { el } = setup(1);
+  expect(el.querySelector(".nbconvo-tree")?.getAttribute("data-lm-suppress-shortcuts")).toBe("true");
 });
