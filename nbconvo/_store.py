@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +34,17 @@ _SETTINGS = (
     "max_tokens",
     "seed",
 )
-_TURN_FIELDS = {f.name for f in fields(Turn)}
+_TURN_NAMES = tuple(f.name for f in fields(Turn))
+_TURN_FIELDS = set(_TURN_NAMES)
 
 
 def tree_to_dict(tree: ConversationTree) -> dict[str, Any]:
     return {
-        "turns": [asdict(turn) for turn in tree.turns.values()],
+        # A shallow dict per turn: its fields are JSON values already, and
+        # dataclasses.asdict's deep copy was most of an autosave's cost.
+        "turns": [
+            {name: getattr(turn, name) for name in _TURN_NAMES} for turn in tree.turns.values()
+        ],
         "branches": dict(tree.branches),
         "current": tree.current,
         "next_id": tree.next_id,
@@ -170,7 +175,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def save_session(session: Session, path: Path) -> Path:
-    write_atomic(path, json.dumps(session_to_dict(session), ensure_ascii=False, indent=1))
+    # No indent: json's C encoder serves only unindented output, ≈4× faster (autosave
+    # rewrites the whole session after every turn).
+    write_atomic(path, json.dumps(session_to_dict(session), ensure_ascii=False))
     return path
 
 
