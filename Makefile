@@ -49,9 +49,33 @@ test: fetch-model lint typecheck test-js
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache nbconvo/static js/node_modules
 
-bench: setup
-	$(PY) bench/bench_meter.py
-	$(PY) bench/bench_widget.py
+# The peers live in their own environments (they need conflicting openai versions).
+BENCH_AI := bench/.venv-jupyter-ai
+BENCH_LLM := bench/.venv-llm
+
+$(BENCH_AI)/.installed:
+	test -x $(BENCH_AI)/bin/python || $(PYTHON) -m venv $(BENCH_AI)
+	$(BENCH_AI)/bin/python -m pip install --quiet 'jupyter-ai-magics>=2,<3' 'langchain-openai<0.4' ipython
+	touch $@
+
+$(BENCH_LLM)/.installed:
+	test -x $(BENCH_LLM)/bin/python || $(PYTHON) -m venv $(BENCH_LLM)
+	$(BENCH_LLM)/bin/python -m pip install --quiet llm ipython
+	touch $@
+
+# Writes bench/RESULTS.md. A missed goal is reported there, not failed on.
+bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
+	$(PY) -m pip install --quiet pyinstrument
+	mkdir -p bench/out
+	$(PY) bench/bench_meter.py | tee bench/out/meter.txt
+	$(PY) bench/bench_widget.py | tee bench/out/widget.txt
+	$(PY) bench/bench_load.py
+	$(PY) bench/bench_turn.py
+	$(PY) bench/bench_peers.py
+	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_run.py
+	$(PY) bench/profile_misses.py
+	$(PY) bench/report.py
 
 # Re-record the documentation notebooks and their cassettes on the real local model
 # (the 1.5B one: its answers read better; replaying them needs no model at all).
