@@ -1,0 +1,342 @@
+# ruff: noqa: E501  (Markdown table rows and their f-strings read better whole)
+"""Writes ``bench/RESULTS.md`` from the figures the benchmarks left in ``bench/out/``.
+
+Run last by ``make bench``; a benchmark that did not run is listed as not measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import BENCH, OUT, ROOT
+
+RESULTS = BENCH / "RESULTS.md"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = OUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def text(name: str) -> str | None:
+    path = OUT / f"{name}.txt"
+    return path.read_text().strip() if path.exists() else None
+
+
+def ms(s: dict[str, float], digits: int = 2, scale: float = 1e3, unit: str = "ms") -> str:
+    return (
+        f"{s['median'] * scale:.{digits}f} {unit} "
+        f"(IQR {s['q1'] * scale:.{digits}f}–{s['q3'] * scale:.{digits}f}; "
+        f"range {s['min'] * scale:.{digits}f}–{s['max'] * scale:.{digits}f}; n={s['n']})"
+    )
+
+
+def analysis() -> list[str]:
+    path = BENCH / "analysis.md"  # the profiles' reading, written by hand
+    return path.read_text().strip().splitlines() if path.exists() else []
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def version(python: Path, dist: str) -> str:
+    if not python.exists():
+        return "not installed"
+    code = f"import importlib.metadata as m; print(m.version({dist!r}))"
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
+def machine() -> list[str]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{mem_kb / 1e6:.1f} GB"
+    except (OSError, ValueError, IndexError):
+        mem = "?"
+    main = ROOT / ".venv/bin/python"
+    ai = BENCH / ".venv-jupyter-ai/bin/python"
+    llm = BENCH / ".venv-llm/bin/python"
+    versions = ", ".join(
+        f"{d} {version(main, d)}" for d in ("nbconvo", "httpx", "httpx-sse", "ipython", "tiktoken")
+    )
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return [
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit}",
+        f"- Machine: {cpu}, {os.cpu_count()} cores, {mem} RAM, {platform.platform()}; "
+        f"load average when the report was written {os.getloadavg()[0]:.2f} "
+        "(the cores are shared with other work: hence alternating runs and spreads)",
+        f"- Python {platform.python_version()}; {versions}",
+        f"- Peers: jupyter-ai-magics {version(ai, 'jupyter-ai-magics')} with langchain-openai "
+        f"{version(ai, 'langchain-openai')} (bench/.venv-jupyter-ai); llm {version(llm, 'llm')} "
+        "(bench/.venv-llm)",
+    ]
+
+
+def main() -> int:
+    lines = [
+        "# nbconvo benchmarks",
+        "",
+        "Written by `make bench` (`bench/report.py` from `bench/out/*.json`). Each figure is a",
+        "median with its spread (interquartile range, full range, number of samples) over",
+        "repeated runs; comparisons alternate their sides run by run on the same loopback",
+        "server (`bench/loopback.py`: 127.0.0.1, its own process, zero delay), so noise from",
+        "the shared machine lands on both sides.",
+        "",
+        *machine(),
+        "",
+    ]
+    headline: list[tuple[str, str, str]] = []
+
+    # 2. per-turn overhead
+    lines += ["## Per-turn overhead vs the physical limit (item 2)", ""]
+    lines += [
+        "One turn of a 300-chunk answer. *raw* is httpx + httpx-sse posting the very body",
+        "nbconvo sends and JSON-decoding every event (the limit); *ask* is",
+        "`Conversation.ask`; *%%turn* is the cell magic in an `InteractiveShell` (display",
+        "updates included) with autosave off, and with the default autosave on (the whole",
+        "session rewritten and fsynced after each turn). The ratio is median / median of raw;",
+        "*paired* is the median of the per-round ratios.",
+        "",
+        "| history | raw | ask | %%turn | %%turn + autosave | ratio ask | ratio %%turn | ratio %%turn + autosave | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    turn = load("turn")
+    if turn:
+        for history, goal in ((10, 1.10), (1000, 1.15)):
+            r = turn[f"overhead_{history}"]
+            ok = r["ratio_ask"] <= goal and r["ratio_turn"] <= goal
+            lines.append(
+                f"| {history:,} turns ({r['body_bytes'] / 1e3:,.0f} kB body) | {ms(r['raw'])} | "
+                f"{ms(r['ask'])} | {ms(r['turn'])} | {ms(r['turn_autosave'])} | "
+                f"{r['ratio_ask']:.3f} (paired {r['paired_ask']['median']:.3f}) | "
+                f"{r['ratio_turn']:.3f} (paired {r['paired_turn']['median']:.3f}) | "
+                f"{r['ratio_turn_autosave']:.2f} | ≤ {goal:.2f}: {verdict(ok)} |"
+            )
+            headline.append(
+                (
+                    f"one turn / raw httpx, {history:,} turns of history",
+                    f"ask {r['ratio_ask']:.2f}, %%turn {r['ratio_turn']:.2f} "
+                    f"(autosave on: {r['ratio_turn_autosave']:.2f})",
+                    f"≤ {goal:.2f}: {verdict(ok)}",
+                )
+            )
+    else:
+        lines.append("| not measured | | | | | | | | |")
+    lines.append("")
+
+    # 1. load
+    lines += ["## Load time (item 1)", ""]
+    ld = load("load")
+    if ld:
+        lines += [
+            "A fresh process: create an `InteractiveShell`, then load. *load* is the load",
+            "itself (what the extension adds); *process* is the whole process, start to exit.",
+            "",
+            "| | load | process |",
+            "|---|---|---|",
+        ]
+        for name in ("bare IPython", "nbconvo", "jupyter-ai-magics", "llm"):
+            if name in ld:
+                what = (
+                    "`import llm`"
+                    if name == "llm"
+                    else (
+                        "—" if name == "bare IPython" else f"`%load_ext {name.replace('-', '_')}`"
+                    )
+                )
+                lines.append(
+                    f"| {name} ({what}) | {ms(ld[name]['load'], 1)} | {ms(ld[name]['process'], 0)} |"
+                )
+        for name in ld.get("missing", []):
+            lines.append(f"| {name} | not measured: its environment is missing | |")
+        if "ratio_nbconvo_to_jupyter_ai" in ld:
+            ratio = ld["ratio_nbconvo_to_jupyter_ai"]
+            lines += [
+                "",
+                f"nbconvo adds {ratio:.3f}× what jupyter-ai-magics adds (goal < 0.1: {verdict(ratio < 0.1)}).",
+            ]
+            headline.append(
+                (
+                    "load: nbconvo / jupyter-ai-magics",
+                    f"{ratio:.3f}",
+                    f"< 0.1: {verdict(ratio < 0.1)}",
+                )
+            )
+    else:
+        lines.append("Not measured.")
+    lines.append("")
+
+    # 3. peers
+    lines += ["## Against the peers on the same server (item 3)", ""]
+    pr = load("peers")
+    if pr:
+        lines += [
+            f"The same {pr['turns']}-turn dialogue (300-token answers), each tool in its own",
+            "environment and a fresh process, loaded before the clock starts; rounds in",
+            "rotating order. *first* is the first turn (lazy loading), *then* the median of",
+            "turns 2–20. *Sent* is what the server received: messages and ≈tokens (4",
+            "characters a token) in the last request, and over the whole dialogue.",
+            "",
+            "| | 20 turns | ratio to nbconvo | first turn | then, per turn | ratio | last request | sent in all |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name in ("nbconvo", "jupyter-ai", "llm"):
+            if name in pr:
+                r = pr[name]
+                lines.append(
+                    f"| {name} | {ms(r['total'], 0)} | {r['ratio_total']:.2f} | {ms(r['first'], 0)} | "
+                    f"{ms(r['steady'], 1)} | {r['ratio_steady']:.2f} | {r['last_messages']} messages, "
+                    f"≈{r['last_tokens']:,} tokens | ≈{r['sum_tokens']:,} tokens |"
+                )
+                if name != "nbconvo":
+                    headline.append(
+                        (
+                            f"20-turn dialogue: {name} / nbconvo",
+                            f"{r['ratio_total']:.2f} (per turn after the first: {r['ratio_steady']:.2f})",
+                            "no goal",
+                        )
+                    )
+        for name in pr.get("missing", []):
+            lines.append(f"| {name} | not measured: its environment is missing | | | | | | |")
+        lines += [
+            "",
+            "jupyter-ai-magics sends only the last exchanges (`AiMagics.max_history`, 2 by",
+            "default), so its requests stay small and its model loses the earlier",
+            "conversation; nbconvo and llm send the whole history.",
+        ]
+    else:
+        lines.append("Not measured.")
+    lines.append("")
+
+    # 4. streaming display
+    lines += ["## Streaming display (item 4)", ""]
+    st = turn.get("streaming") if turn else None
+    if st:
+        rate_ok = st["updates_per_s"]["median"] <= 21
+        cpu_ok = st["cpu_overhead"] < 0.05
+        lines += [
+            f"A {st['tokens']:,}-token answer as fast as loopback allows, through `%%turn` (display",
+            "updates counted by a notebook-like display publisher) vs the raw read.",
+            "",
+            f"- Display updates: {st['updates']['median']:.0f} per answer (the final one included), "
+            f"{st['updates_per_s']['median']:.1f} a second (goal ≈20: {verdict(rate_ok)})",
+            f"- Wall: raw {ms(st['wall_raw'], 0)}, %%turn {ms(st['wall_turn'], 0)}",
+            f"- Process CPU: raw {ms(st['cpu_raw'], 0)}, %%turn {ms(st['cpu_turn'], 0)}: "
+            f"overhead {st['cpu_overhead']:+.1%} (goal < 5%: {verdict(cpu_ok)})",
+        ]
+        headline.append(
+            (
+                "streaming 10,000 tokens: CPU over raw",
+                f"{st['cpu_overhead']:+.1%}",
+                f"< 5%: {verdict(cpu_ok)}",
+            )
+        )
+        headline.append(
+            (
+                "streaming: display updates a second",
+                f"{st['updates_per_s']['median']:.1f}",
+                f"≈20: {verdict(rate_ok)}",
+            )
+        )
+    else:
+        lines.append("Not measured.")
+    lines.append("")
+
+    # 5. scale
+    lines += ["## Scale (item 5)", ""]
+    sc = load("scale")
+    if sc:
+        lines += [
+            f"{sc['turns']:,} turns in {sc['branches']} branches (prompt ≈170 and answer ≈550 characters each).",
+            "",
+            f"- Memory: {sc['memory_mb']:.1f} MB for the conversation (tracemalloc), of which "
+            f"{sc['text_mb']:.1f} MB is the text itself",
+            f"- Meter update after a new turn: {ms(sc['meter_10000'], 1, 1e6, 'µs')} at 10,000 turns vs "
+            f"{ms(sc['meter_10'], 1, 1e6, 'µs')} at 10",
+            f"- Widget update after a new turn: {ms(sc['widget_10000'], 1, 1e6, 'µs')} at 10,000 turns vs "
+            f"{ms(sc['widget_10'], 1, 1e6, 'µs')} at 10",
+            f"- Save (JSON, fsync, rename): {ms(sc['save'], 0)}; load: {ms(sc['load'], 0)}; "
+            f"file {sc['file_mb']:.1f} MB",
+        ]
+        headline.append(
+            (
+                "10,000 turns / 50 branches: save, load",
+                f"{sc['save']['median'] * 1e3:.0f} ms, {sc['load']['median'] * 1e3:.0f} ms",
+                "no goal",
+            )
+        )
+    else:
+        lines.append("Not measured.")
+    lines.append("")
+
+    # 6. regeneration
+    lines += ["## Regeneration (item 6)", ""]
+    rn = load("run")
+    if rn:
+        ok = rn["ratio"] <= 1.5
+        lines += [
+            f"`nbconvo run` of a notebook of `%load_ext nbconvo` and {rn['turns_count']} `%%turn` cells",
+            "replayed from a cassette, vs the same notebook with the turns replaced by `x = i`",
+            "cells (kernel start and nbclient being the floor); alternating runs.",
+            "",
+            f"- Turns from the cassette: {ms(rn['turns'], 2, 1, 's')}",
+            f"- Trivial cells: {ms(rn['trivial'], 2, 1, 's')}",
+            f"- Ratio {rn['ratio']:.2f} (goal ≤ 1.5: {verdict(ok)}); recording the cassette against "
+            f"the loopback server took {rn['record']:.2f} s",
+        ]
+        headline.append(
+            (
+                "`nbconvo run`, 50 turns from a cassette / trivial cells",
+                f"{rn['ratio']:.2f}",
+                f"≤ 1.5: {verdict(ok)}",
+            )
+        )
+    else:
+        lines.append("Not measured.")
+    lines.append("")
+
+    # earlier benchmarks
+    lines += ["## Meter and widget (earlier benchmarks, run by `make bench` too)", ""]
+    for name, title in (("meter", "bench/bench_meter.py"), ("widget", "bench/bench_widget.py")):
+        body = text(name)
+        lines += [f"`{title}`:", "", "```", body or "not run", "```", ""]
+
+    lines[
+        lines.index("## Per-turn overhead vs the physical limit (item 2)") : lines.index(
+            "## Per-turn overhead vs the physical limit (item 2)"
+        )
+    ] = [
+        "## Headline",
+        "",
+        "| measure | result | goal |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in headline),
+        "",
+        *analysis(),
+        "",
+    ]
+    RESULTS.write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
