@@ -7,7 +7,7 @@ MODEL ?= qwen2.5-coder-0.5b
 WIDGET := nbconvo/static/widget.js
 JS_DEPS := js/node_modules/.package-lock.json
 
-.PHONY: setup fetch-model demo test test-js lint typecheck clean bench
+.PHONY: setup fetch-model demo test test-js lint typecheck clean bench stress
 
 setup: $(STAMP) $(WIDGET)
 
@@ -90,3 +90,9 @@ record-notebooks: setup
 	    --model llama:$(DOCS_MODEL) --cassette notebooks/cassettes/$$nb.jsonl --mode record \
 	    --output notebooks/$$nb.ipynb --transcript demo-output/$$nb.md --quiet || exit 1; \
 	done
+
+# The reliability suite at full size: the randomized fault campaign with 300 conversations
+# (`make test` runs 30), plus the fault, bad-input and secrets tests.
+stress: setup
+	NBCONVO_CAMPAIGN_CONVERSATIONS=300 $(PY) -m pytest -q tests/test_reliability_campaign.py \
+	  tests/test_reliability_faults.py tests/test_bad_input_catalogue.py tests/test_secrets.py
