@@ -1,0 +1,155 @@
+"""Fill ``{name}`` placeholders in a turn's text from the user's namespace.
+
+A placeholder is a Python identifier followed by any chain of ``.attr``, ``[0]``,
+``[-1]``, ``["key"]`` or ``['key']``, in single braces and with no spaces:
+``{cfg.items[0]["x"]}``. Everything else in braces (JSON, code, set literals, f-string
+bodies, ``{}``, jinja ``{{ x }}``) passes through byte for byte, and so does a placeholder
+whose name is undefined or whose lookup fails or is not allowed. ``{{expr}}`` around a
+placeholder expression is the escape: it becomes the literal ``{expr}``.
+
+Lookups never call user code: attributes are read with ``inspect.getattr_static``, and
+descriptors (properties, methods, ...) and ``__dunder__`` names are refused, except
+``__slots__`` members and named-tuple fields, whose getters are C code; indexing only
+happens on exact ``dict`` (by comparing keys of the exact same type, never hashing into it),
+``list``, ``tuple`` and ``str`` instances; names come from the namespace only, never from
+builtins. The one exception is the final ``str(value)``, which runs the value's
+``__str__``; if that raises, ``interpolate`` raises ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import re
+import types
+from collections.abc import Mapping
+
+from nbconvo._errors import UsageError
+
+__all__ = ["interpolate", "placeholders"]
+
+_NAME = r"[^\W\d]\w*"
+# Index digits are capped so int() never meets Python's digit limit.
+_TRAILER = r"""\.[^\W\d]\w*|\[(?:-?[0-9]{1,18}|"[^"\\\r\n{}]*"|'[^'\\\r\n{}]*')\]"""
+_EXPR = rf"{_NAME}(?:{_TRAILER})*"
+# The escape alternative comes first so that ``{{x}}`` is one escape, not a placeholder.
+_TOKEN = re.compile(rf"\{{\{{(?P<escaped>{_EXPR})\}}\}}|\{{(?P<expr>{_EXPR})\}}")
+_STEP = re.compile(
+    r"""\.(?P<attr>[^\W\d]\w*)|\[(?:(?P<index>-?[0-9]+)|"(?P<dq>[^"]*)"|'(?P<sq>[^']*)')\]"""
+)
+_HEAD = re.compile(_NAME)
+
+
+class _Missing:
+    """Marks a lookup that failed or was refused."""
+
+
+_MISSING = _Missing()
+
+
+def _namedtuple_getter_type() -> type | None:
+    # CPython's named-tuple field getter is C code that indexes the tuple; its pure-Python
+    # fallback is a property, which must stay refused.
+    getter = inspect.getattr_static(collections.namedtuple("_Probe", "a"), "a")
+    return None if isinstance(getter, property) else type(getter)
+
+
+_SAFE_DESCRIPTORS: tuple[type, ...] = tuple(
+    t for t in (types.MemberDescriptorType, _namedtuple_getter_type()) if t is not None
+)
+
+
+def _is_descriptor(value: object) -> bool:
+    """Whether ``type(value)`` defines ``__get__``, found without running any user code."""
+    mro = type.__dict__["__mro__"].__get__(type(value))
+    get_dict = type.__dict__["__dict__"].__get__
+    return any("__get__" in get_dict(klass) for klass in mro)
+
+
+def _attribute(obj: object, attr: str) -> object:
+    if attr.startswith("__") and attr.endswith("__"):
+        return _MISSING  # interpreter internals are never part of a prompt
+    try:
+        found = inspect.getattr_static(obj, attr)
+    except Exception:  # any failure means: leave the placeholder as written
+        return _MISSING
+    if not _is_descriptor(found):
+        return found
+    # Identity, not ``in``: a metaclass may define __eq__. issubclass on two real classes
+    # is pure C, where isinstance could consult obj.__class__.
+    safe = any(type(found) is kind for kind in _SAFE_DESCRIPTORS)
+    if safe and not issubclass(type(obj), type):
+        try:
+            return found.__get__(obj, type(obj))
+        except Exception:  # an unset slot
+            return _MISSING
+    return _MISSING
+
+
+def _item(obj: object, key: int | str) -> object:
+    if type(obj) is dict:
+        # A scan instead of obj.get(key): a hash lookup may call a colliding key's __eq__.
+        for k, v in obj.items():
+            if type(k) is type(key) and k == key:
+                return v
+        return _MISSING
+    if (type(obj) is list or type(obj) is tuple or type(obj) is str) and type(key) is int:
+        try:
+            return obj[key]
+        except IndexError:
+            return _MISSING
+    return _MISSING
+
+
+def _resolve(expr: str, namespace: Mapping[str, object]) -> object:
+    head = _HEAD.match(expr)
+    if head is None or not head.group().isidentifier() or head.group() not in namespace:
+        return _MISSING
+    value = namespace[head.group()]
+    for step in _STEP.finditer(expr, head.end()):
+        attr, index, dq, sq = step.group("attr", "index", "dq", "sq")
+        if attr is not None:
+            value = _attribute(value, attr) if attr.isidentifier() else _MISSING
+        elif index is not None:
+            value = _item(value, int(index))
+        else:
+            value = _item(value, dq if dq is not None else sq)
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def interpolate(text: str, namespace: Mapping[str, object]) -> str:
+    """Replace each ``{expr}`` whose lookup succeeds with ``str(value)``; see the module doc.
+
+    Raises ``UsageError`` only when the value's own ``__str__`` fails.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        escaped = match.group("escaped")
+        if escaped is not None:
+            return "{" + escaped + "}"
+        expr = match.group("expr")
+        value = _resolve(expr, namespace)
+        if value is _MISSING:
+            return match.group()
+        if type(value) is str:
+            return value
+        try:
+            return str(value)
+        except Exception as exc:
+            raise UsageError(
+                f"{{{expr}}} could not be turned into text: its __str__ raised "
+                f"{type(exc).__name__}. Write {{{{{expr}}}}} to send it literally."
+            ) from exc
+
+    return _TOKEN.sub(replace, text)
+
+
+def placeholders(text: str) -> list[str]:
+    """The placeholder expressions in ``text``, in order of first use, without repeats.
+
+    Escaped ``{{expr}}`` is literal text, not a placeholder.
+    """
+    found = (m.group("expr") for m in _TOKEN.finditer(text))
+    return list(dict.fromkeys(e for e in found if e is not None))
