@@ -34,7 +34,7 @@ fetch-model: setup
 	$(PY) -m nbconvo._localmodel fetch $(MODEL)
 
 demo: fetch-model
-	$(PY) -m nbconvo._cli run notebooks/quickstart.ipynb --output demo-output/quickstart.ipynb --transcript demo-output/quickstart.md
+	$(PY) -m nbconvo._cli run notebooks/quickstart.ipynb --model llama:$(MODEL) --output demo-output/quickstart.ipynb --transcript demo-output/quickstart.md
 
 lint: setup
 	$(PY) -m ruff check nbconvo tests bench scripts
