@@ -213,10 +213,14 @@ class Page:
 
 
 @pytest.fixture
-def page(browser: Any) -> Iterator[Page]:
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Page]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)  # kernel round trips, on a loaded two-core machine
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    failed_before = request.session.testsfailed
     dialogs: list[str] = []
 
     def on_dialog(dialog: Any) -> None:
@@ -226,6 +230,9 @@ def page(browser: Any) -> Iterator[Page]:
     page.on("dialog", on_dialog)
     try:
         yield Page(page, dialogs)
+        if request.session.testsfailed > failed_before:  # what the page showed at the failure
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
     finally:
         context.close()
 
@@ -354,18 +361,18 @@ def test_model_html_never_runs_in_the_widget_or_the_cell_output(lab: Lab, page: 
     output = run_cell(p, 1).locator(".jp-OutputArea")
     widget = run_cell(p, 2).locator(".nbconvo-widget")
 
+    # The widget: the answer as sanitized Markdown in the node's details.
+    widget.locator(".nbconvo-row[data-turn='1']").click()
+    answer = widget.locator(".nbconvo-answer")
+    expect(answer).to_contain_text("End of samples.")
+    answer.get_by_text("click me").click()
+
     # The cell output: the markup shows as text, the link lost its destination.
     rendered = output.locator(".jp-RenderedMarkdown").first
     expect(rendered).to_contain_text("End of samples.")
     expect(rendered).to_contain_text("onerror=")
     expect(rendered).to_contain_text("<script>")
     rendered.get_by_text("click me").click()
-
-    # The widget: the answer as sanitized Markdown in the node's details.
-    widget.locator(".nbconvo-row[data-turn='1']").click()
-    answer = widget.locator(".nbconvo-answer")
-    expect(answer).to_contain_text("End of samples.")
-    answer.get_by_text("click me").click()
     p.wait_for_timeout(1000)  # give anything that was going to run the time to run
 
     ARTIFACTS.mkdir(exist_ok=True)

@@ -69,6 +69,8 @@ export class ConvoView {
   private readonly uid: string;
 
   private rows: Row[] = [];
+  private layoutVersion = 0;
+  private drawn = ""; // what the visible rows show: skip redrawing identical frames
   private dirty = true;
   private frame: number | null = null;
   private selected: string | null = null; // row key
@@ -181,6 +183,7 @@ export class ConvoView {
     const selectedId = this.selectedTurn();
     if (selectedId !== null) pinned.add(selectedId);
     if (this.openTurn !== null) pinned.add(this.openTurn);
+    this.layoutVersion += 1;
     this.rows = layoutRows(this.channel.store, {
       head,
       branches: this.model.get("branches") ?? {},
@@ -219,6 +222,11 @@ export class ConvoView {
     const visible = Math.ceil((this.tree.clientHeight || MAX_VISIBLE_ROWS * ROW_HEIGHT) / ROW_HEIGHT);
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(this.rows.length, first + visible + 2 * OVERSCAN);
+    // Rows are rebuilt only when what they show changed, so a row under the pointer is
+    // not replaced in the middle of a click.
+    const drawn = `${this.layoutVersion}:${first}:${last}:${this.selected ?? ""}`;
+    if (drawn === this.drawn) return;
+    this.drawn = drawn;
     const nodes: HTMLElement[] = [];
     for (let i = first; i < last; i++) {
       const row = this.rows[i];
