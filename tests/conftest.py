@@ -90,6 +90,28 @@ def fake_openai(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
         yield server
 
 
+@pytest.fixture
+def convo_shell(shell: InteractiveShell, fake_openai: FakeOpenAI) -> InteractiveShell:
+    """A shell whose conversation talks to the loopback OpenAI fake."""
+    assert shell.run_cell("%convo model openai:gpt-test").success
+    return shell
+
+
+def turn(shell: InteractiveShell, text: str, cell_id: str) -> None:
+    """Run one %%turn cell with a cell id, as JupyterLab would, and require success."""
+    result = shell.run_cell(f"%%turn\n{text}", cell_id=cell_id)
+    assert result.success, result.error_in_exec
+
+
+def one_line_error(shell: InteractiveShell, source: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a cell that must fail, and return its error: exactly one line, no traceback."""
+    capsys.readouterr()
+    assert not shell.run_cell(source).success
+    text = capsys.readouterr().out.strip()
+    assert len(text.splitlines()) == 1, text
+    return text
+
+
 # -- the local model and a llama.cpp server on it ------------------------------------------
 
 LOCAL_ALIAS = "qwen2.5-coder-0.5b"

@@ -23,12 +23,6 @@ def turn(shell: InteractiveShell, text: str, cell_id: str | None = None, opts: s
     return run(shell, f"%%turn {opts}\n{text}", cell_id)
 
 
-@pytest.fixture
-def convo_shell(shell: InteractiveShell, fake_openai: FakeOpenAI) -> InteractiveShell:
-    assert run(shell, "%convo model openai:gpt-test").success
-    return shell
-
-
 def snapshot(shell: InteractiveShell) -> object:
     convo = nbconvo.current()
     return copy.deepcopy((convo.tree, convo.model, convo.system, convo.goal, convo.budget))

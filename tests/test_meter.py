@@ -14,6 +14,7 @@ from nbconvo._conversation import Conversation
 from nbconvo._meter import TokenLedger
 from nbconvo._tokens import PER_MESSAGE, REPLY_PRIMER, count_text
 from nbconvo._tree import Turn
+from tests.conftest import one_line_error, turn
 from tests.fakes.openai_server import Canned, FakeOpenAI
 
 
@@ -93,23 +94,6 @@ def test_offline_fallbacks_never_touch_the_network(tmp_path) -> None:  # type: i
     assert out.stdout.strip() == "2", out.stderr
 
 
-@pytest.fixture
-def convo_shell(shell: InteractiveShell, fake_openai: FakeOpenAI) -> InteractiveShell:
-    assert shell.run_cell("%convo model openai:gpt-test").success
-    return shell
-
-
-def turn(shell: InteractiveShell, text: str, cell_id: str) -> None:
-    result = shell.run_cell(f"%%turn\n{text}", cell_id=cell_id)
-    assert result.success, result.error_in_exec
-
-
-def one_line_error(shell: InteractiveShell, source: str, capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    assert not shell.run_cell(source).success
-    text = capsys.readouterr().out.strip()
-    assert len(text.splitlines()) == 1, text
-    return text
 
 
 def test_over_window_is_refused_before_sending(

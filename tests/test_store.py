@@ -16,7 +16,7 @@ import nbconvo
 from nbconvo._session import SESSION
 from nbconvo._store import VERSION, tree_from_dict, tree_to_dict
 from nbconvo._tree import ConversationTree, Turn
-from tests.conftest import FAKE_KEY
+from tests.conftest import FAKE_KEY, one_line_error, turn
 from tests.fakes.openai_server import FakeOpenAI
 
 # -- round trip over random trees -------------------------------------------------------
@@ -62,23 +62,6 @@ def test_save_load_round_trip_gives_an_equal_tree(ops: list[tuple[str, int, str]
 # -- through the magics ----------------------------------------------------------------
 
 
-@pytest.fixture
-def convo_shell(shell: InteractiveShell, fake_openai: FakeOpenAI) -> InteractiveShell:
-    assert shell.run_cell("%convo model openai:gpt-test").success
-    return shell
-
-
-def turn(shell: InteractiveShell, text: str, cell_id: str) -> None:
-    result = shell.run_cell(f"%%turn\n{text}", cell_id=cell_id)
-    assert result.success, result.error_in_exec
-
-
-def one_line_error(shell: InteractiveShell, source: str, capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    assert not shell.run_cell(source).success
-    text = capsys.readouterr().out.strip()
-    assert len(text.splitlines()) == 1, text
-    return text
 
 
 def autosave_file() -> Path:
