@@ -61,7 +61,7 @@ def once(python: Path, what: str) -> dict[str, float]:
 
 
 def main() -> int:
-    count = 3 if "--quick" in sys.argv else 10
+    count = 3 if "--quick" in sys.argv else 15
     sides = {name: side for name, side in SIDES.items() if side[0].exists()}
     missing = sorted(set(SIDES) - set(sides))
     for python, what in sides.values():  # warm the disk cache

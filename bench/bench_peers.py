@@ -45,7 +45,7 @@ def dialogue(python: str, tool: str, server: Loopback) -> tuple[list[float], lis
 
 
 def main() -> int:
-    rounds = 1 if "--quick" in sys.argv else 3
+    rounds = 1 if "--quick" in sys.argv else 5
     tools = {name: str(p) for name, p in TOOLS.items() if p.exists()}
     missing = sorted(set(TOOLS) - set(tools))
     totals: dict[str, list[float]] = {n: [] for n in tools}

@@ -58,7 +58,7 @@ def run(path: Path, folder: Path, cassette: Path | None, mode: str = "replay") -
 
 
 def main() -> int:
-    rounds = 1 if "--quick" in sys.argv else 3
+    rounds = 1 if "--quick" in sys.argv else 5
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         turns, trivial = notebooks(folder)

@@ -230,7 +230,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, Loopback() as server:
         home = Path(tmp)
         bench = Bench(server, home)
-        for history, count in ((10, 8 if quick else 40), (1000, 5 if quick else 25)):
+        for history, count in ((10, 8 if quick else 200), (1000, 5 if quick else 100)):
             res = overhead(bench, home, history, count)
             results[f"overhead_{history}"] = res
             print(
@@ -241,7 +241,7 @@ def main() -> int:
                 f"({res['ratio_turn_autosave']:.3f})",
                 flush=True,
             )
-        res = streaming(bench, home, 2 if quick else 6)
+        res = streaming(bench, home, 2 if quick else 20)
         results["streaming"] = res
         print(
             f"streaming {res['tokens']} tokens: updates {res['updates']['median']:.0f} "

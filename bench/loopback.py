@@ -108,6 +108,9 @@ class _State:
 def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY, as real servers set: with Nagle's algorithm the small event writes
+        # wait on the client's delayed ACK (40 ms on Linux) in some turns and not others.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: object) -> None:
             pass

@@ -122,7 +122,8 @@ def main() -> int:
     if turn:
         for history, goal in ((10, 1.10), (1000, 1.15)):
             r = turn[f"overhead_{history}"]
-            ok = r["ratio_ask"] <= goal and r["ratio_turn"] <= goal
+            ask_ok, turn_ok = r["ratio_ask"] <= goal, r["ratio_turn"] <= goal
+            ok = ask_ok and turn_ok
             lines.append(
                 f"| {history:,} turns ({r['body_bytes'] / 1e3:,.0f} kB body) | {ms(r['raw'])} | "
                 f"{ms(r['ask'])} | {ms(r['turn'])} | {ms(r['turn_autosave'])} | "
@@ -135,7 +136,7 @@ def main() -> int:
                     f"one turn / raw httpx, {history:,} turns of history",
                     f"ask {r['ratio_ask']:.2f}, %%turn {r['ratio_turn']:.2f} "
                     f"(autosave on: {r['ratio_turn_autosave']:.2f})",
-                    f"≤ {goal:.2f}: {verdict(ok)}",
+                    f"≤ {goal:.2f}: ask {verdict(ask_ok)}, %%turn {verdict(turn_ok)}",
                 )
             )
     else:
@@ -220,7 +221,11 @@ def main() -> int:
             "",
             "jupyter-ai-magics sends only the last exchanges (`AiMagics.max_history`, 2 by",
             "default), so its requests stay small and its model loses the earlier",
-            "conversation; nbconvo and llm send the whole history.",
+            "conversation; nbconvo and llm send the whole history. `%%ai` does not stream:",
+            "it asks for the whole answer in one JSON body, which is why its turns after the",
+            "first are cheaper than a 300-event stream. llm streams through the OpenAI SDK;",
+            "its ≈50 ms a turn was not profiled here. Each tool's first turn includes its",
+            "lazy loading (nbconvo's: the tokenizer's table, see the analysis above).",
         ]
     else:
         lines.append("Not measured.")
@@ -230,14 +235,18 @@ def main() -> int:
     lines += ["## Streaming display (item 4)", ""]
     st = turn.get("streaming") if turn else None
     if st:
-        rate_ok = st["updates_per_s"]["median"] <= 21
+        # The throttle allows one update per 50 ms; the final update (the whole answer)
+        # is sent however soon it comes, so it is left out of the throttled rate.
+        throttled = (st["updates"]["median"] - 1) / st["wall_turn"]["median"]
+        rate_ok = throttled <= 20.5
         cpu_ok = st["cpu_overhead"] < 0.05
         lines += [
             f"A {st['tokens']:,}-token answer as fast as loopback allows, through `%%turn` (display",
             "updates counted by a notebook-like display publisher) vs the raw read.",
             "",
             f"- Display updates: {st['updates']['median']:.0f} per answer (the final one included), "
-            f"{st['updates_per_s']['median']:.1f} a second (goal ≈20: {verdict(rate_ok)})",
+            f"{st['updates_per_s']['median']:.1f} a second with the final one, {throttled:.1f} "
+            f"without it (goal ≈20: {verdict(rate_ok)})",
             f"- Wall: raw {ms(st['wall_raw'], 0)}, %%turn {ms(st['wall_turn'], 0)}",
             f"- Process CPU: raw {ms(st['cpu_raw'], 0)}, %%turn {ms(st['cpu_turn'], 0)}: "
             f"overhead {st['cpu_overhead']:+.1%} (goal < 5%: {verdict(cpu_ok)})",
@@ -251,8 +260,8 @@ def main() -> int:
         )
         headline.append(
             (
-                "streaming: display updates a second",
-                f"{st['updates_per_s']['median']:.1f}",
+                "streaming: display updates a second (without the final one)",
+                f"{throttled:.1f}",
                 f"≈20: {verdict(rate_ok)}",
             )
         )
@@ -312,6 +321,28 @@ def main() -> int:
     else:
         lines.append("Not measured.")
     lines.append("")
+
+    # profiles
+    profiles = sorted(OUT.glob("profile-*.txt"))
+    if profiles:
+        lines += [
+            "## Profiles (pyinstrument, `bench/profile_misses.py`)",
+            "",
+            "Of the paths with tight or missed goals; the first 45 lines of each.",
+            "",
+        ]
+        for path in profiles:
+            head = path.read_text().strip().splitlines()[:45]
+            lines += [
+                f"<details><summary>{path.stem}</summary>",
+                "",
+                "```",
+                *head,
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
 
     # earlier benchmarks
     lines += ["## Meter and widget (earlier benchmarks, run by `make bench` too)", ""]
