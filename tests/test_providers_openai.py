@@ -4,6 +4,7 @@ in-stream errors, temperature for models that refuse it, quota and retry hints."
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import pytest
@@ -137,3 +138,41 @@ def test_compatible_servers_keep_their_behaviour(monkeypatch: pytest.MonkeyPatch
         body = fake.requests[0]
         assert body["max_tokens"] == body["max_completion_tokens"] == 9
         assert body["temperature"] == 0.1
+
+
+def test_reads_to_the_end_after_done_so_the_connection_is_reused() -> None:
+    # Closing a response before the end of its body makes httpx drop the connection, and
+    # the next turn would open a new one (a TLS handshake on a real API).
+    import httpx
+
+    from nbconvo._types import ChatRequest, TextDelta
+    from nbconvo.providers.openai import OpenAIProvider
+
+    ended: list[bool] = []
+
+    def body() -> object:
+        chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
+        stop = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        for event in (chunk, stop):
+            yield f"data: {json.dumps(event)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+        yield b": the body ends after this comment\n\n"
+        ended.append(True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(200, headers=headers, content=body())  # type: ignore[arg-type]
+
+    provider = OpenAIProvider(
+        prefix="openai",
+        model="gpt-4o",
+        base_url="http://127.0.0.1:9/v1",
+        transport=httpx.MockTransport(handler),
+        environ={"OPENAI_API_KEY": OPENAI_KEY},
+    )
+    request = ChatRequest(
+        provider="openai", model="gpt-4o", messages=({"role": "user", "content": "hi"},)
+    )
+    events = list(provider.stream(request))
+    assert [e.text for e in events if isinstance(e, TextDelta)] == ["hi"]
+    assert ended == [True]
