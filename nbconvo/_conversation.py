@@ -100,6 +100,9 @@ def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: _C
             close()
 
 
+_ANNOUNCED_SETTINGS = frozenset({"model", "system", "goal", "budget", "window"})
+
+
 @dataclass
 class Conversation:
     """A tree of turns with its model, system prompt, goal and budget."""
@@ -122,6 +125,12 @@ class Conversation:
     _providers: dict[tuple[str, str | None], Provider] = field(default_factory=dict, repr=False)
     _last_execution: tuple[str | None, object] | None = field(default=None, repr=False)
     _ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Settings users see (footer, widget, autosave) announce their change.
+        object.__setattr__(self, name, value)
+        if name in _ANNOUNCED_SETTINGS and "_ledger" in self.__dict__:
+            self._changed("settings", name=name)
 
     # --- reading -------------------------------------------------------------------
     @property

@@ -52,3 +52,13 @@ def test_conversation_from_code(fake_openai: FakeOpenAI) -> None:
     assert convo.compact(keep=1) == "compact-1"
     assert [t.kind for t in convo.path] == ["summary", "turn"]
     assert "echo #1: one" in repr(first._repr_markdown_())
+
+
+def test_settings_changes_are_announced() -> None:
+    convo = Conversation(name="api", model="openai:gpt-test")
+    seen: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    convo.listeners.append(lambda kind, payload: seen.append((kind, payload)))
+    convo.goal = "ship it"
+    convo.budget = 3
+    convo.temperature = 0.1  # not shown anywhere: not announced
+    assert seen == [("settings", {"name": "goal"}), ("settings", {"name": "budget"})]
