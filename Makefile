@@ -91,8 +91,10 @@ record-notebooks: setup
 	    --output notebooks/$$nb.ipynb --transcript demo-output/$$nb.md --quiet || exit 1; \
 	done
 
-# The reliability suite at full size: the randomized fault campaign with 300 conversations
-# (`make test` runs 30), plus the fault, bad-input and secrets tests.
+# The reliability suite at full size: the randomized fault campaign with 300 conversations,
+# 50 kernel interrupts and 20 SIGKILLs (`make test` runs 30, 10 and 3), plus the fault,
+# bad-input and secrets tests. NBCONVO_CAMPAIGN_SEED=N replays a run.
 stress: setup
-	NBCONVO_CAMPAIGN_CONVERSATIONS=300 $(PY) -m pytest -q tests/test_reliability_campaign.py \
+	NBCONVO_CAMPAIGN_CONVERSATIONS=300 NBCONVO_INTERRUPTS=50 NBCONVO_KILLS=20 \
+	  $(PY) -m pytest -q tests/test_reliability_campaign.py tests/test_reliability_kernel.py \
 	  tests/test_reliability_faults.py tests/test_bad_input_catalogue.py tests/test_secrets.py
