@@ -1,0 +1,196 @@
+"""Interrupts and crashes in a real kernel, at random points of a streamed turn.
+
+Interrupts: SIGINT through the kernel manager at a random moment (before the request,
+before the first text, mid-stream, after the end); each time the tree's invariants hold,
+a kept partial is a prefix of the answer, and the next %%turn works. SIGKILL: the kernel
+killed at a random moment; the autosave parses, loads with its invariants intact and
+holds every turn that finished before the kill.
+
+`make test` runs 10 interrupts and 3 kills (NBCONVO_INTERRUPTS, NBCONVO_KILLS);
+`make stress` 50 and 20. NBCONVO_CAMPAIGN_SEED replays a run.
+(tests/test_kernel_rerun.py and tests/test_kernel_crash.py hold the single, detailed cases.)"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbconvo._store import read_document, session_parts_from_dict
+from tests import reliability_counts as counts
+from tests.conftest import FAKE_KEY
+from tests.fakes.openai_server import Canned, FakeOpenAI
+from tests.kernel_client import NotebookKernel
+
+pytestmark = pytest.mark.kernel
+
+INTERRUPTS = int(os.environ.get("NBCONVO_INTERRUPTS", "10"))
+KILLS = int(os.environ.get("NBCONVO_KILLS", "3"))
+SEED = int(os.environ.get("NBCONVO_CAMPAIGN_SEED", "0") or 0) or random.SystemRandom().randrange(1, 10**9)
+PIECES = [f"w{j} " for j in range(40)]
+FULL = "".join(PIECES)
+DELAY = 0.01  # between pieces: a 0.4 s answer
+
+CHECK = (
+    "import json as _j, nbconvo as _n\n"
+    "_c = _n.current()\n"
+    "_c.tree.check_invariants()\n"
+    "print('STATE' + _j.dumps([[t.id, t.prompt, t.answer, t.status] for t in _c.turns]"
+    " + [[t.id for t in _c.path]]))"
+)
+
+
+def read_state(kernel: NotebookKernel) -> tuple[list[list[Any]], list[int]]:
+    out = kernel.run(CHECK)
+    assert out.status == "ok", out.error
+    for output in out.outputs:
+        text = output.get("text", "")
+        if text.startswith("STATE"):
+            data = json.loads(text[5:])
+            return data[:-1], data[-1]
+    raise AssertionError(f"no state printed: {out}")
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=FAKE_KEY) as fake:
+        yield fake
+
+
+def environment(server: FakeOpenAI, **extra: str) -> dict[str, str]:
+    return {
+        "OPENAI_API_KEY": FAKE_KEY,
+        "OPENAI_BASE_URL": server.base_url,
+        "NBCONVO_MODEL": "openai:gpt-test",
+        "NBCONVO_STREAM": "1",
+        **extra,
+    }
+
+
+def test_interrupts_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
+    rng = random.Random(f"{SEED}-interrupts")
+    kernel = NotebookKernel(env=environment(server, NBCONVO_AUTOSAVE=str(tmp_path / "a.json")))
+    outcomes: dict[str, int] = {}
+    try:
+        assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
+        assert kernel.run("%%turn\nfirst", "c0").status == "ok"
+        for i in range(INTERRUPTS):
+            where = f"NBCONVO_CAMPAIGN_SEED={SEED}, interrupt {i}"
+            server.script.append(Canned(pieces=list(PIECES), delay=DELAY))
+            msg_id = kernel.send(f"%%turn\nlong {i}", f"long-{i}")
+            results: list[Any] = []
+            started = threading.Event()
+            collector = threading.Thread(
+                target=_collect, args=(kernel, msg_id, results, started), daemon=True
+            )
+            collector.start()
+            # from the moment the cell runs: ipykernel drops a request interrupted while
+            # it is still being dispatched (no reply at all), which is not nbconvo's to test
+            assert started.wait(30), where
+            early = rng.random() < 0.3  # before the request or the first text
+            time.sleep(rng.uniform(0.0, 0.02 if early else len(PIECES) * DELAY * 1.3))
+            kernel.km.interrupt_kernel()
+            collector.join(30)
+            server.script.clear()  # interrupted before its request: the script is unused
+            assert results, where
+            result = results[0]
+            turns, _path = read_state(kernel)
+            answer = next((t[2] for t in turns if t[1] == f"long {i}"), None)
+            if result.status == "ok":
+                kind = "finished"
+            elif answer:
+                kind = "partial kept"
+            elif answer is not None:
+                kind = "kept with no text yet"
+            else:
+                kind = "before the request"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+            turns, _path = read_state(kernel)
+            for _id, prompt, answer, status in turns:
+                assert status in ("ok", "interrupted"), (where, status)
+                if prompt.startswith("long") and status == "interrupted":
+                    assert FULL.startswith(answer), (where, answer)
+                if prompt.startswith("long") and status == "ok":
+                    assert answer == FULL, (where, answer)
+            # the next turn works and continues from the path
+            after = kernel.run(f"%%turn\nnext {i}", f"next-{i}")
+            assert after.status == "ok", (where, after.error)
+            turns, path = read_state(kernel)
+            by_id = {t[0]: t for t in turns}
+            last = by_id[path[-1]]
+            # a turn interrupted before any text has no answer and is not sent as history
+            sent = 1 + sum(1 for turn_id in path[:-1] if by_id[turn_id][2])
+            assert last[1] == f"next {i}" and last[2] == f"echo #{sent}: next {i}", where
+        saved = json.loads((tmp_path / "a.json").read_text())
+        assert saved["format"] == "nbconvo"
+    finally:
+        kernel.close()
+    counts.add("interrupts", INTERRUPTS)
+    for kind, n in sorted(outcomes.items()):
+        counts.add(f"interrupts: {kind}", n)
+
+
+def test_sigkill_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
+    rng = random.Random(f"{SEED}-kills")
+    lost = 0
+    for i in range(KILLS):
+        where = f"NBCONVO_CAMPAIGN_SEED={SEED}, kill {i}"
+        autosave = tmp_path / f"kill-{i}.nbconvo.json"
+        kernel = NotebookKernel(env=environment(server, NBCONVO_AUTOSAVE=str(autosave)))
+        try:
+            assert kernel.run("%load_ext nbconvo").status == "ok"
+            for n in range(rng.randrange(1, 4)):
+                assert kernel.run(f"%%turn\nturn {n}", f"c{n}").status == "ok", where
+            if rng.random() < 0.3:
+                assert kernel.run("%convo fork 1 --name alt").status == "ok"
+            finished, _path = read_state(kernel)
+            server.script.append(Canned(pieces=list(PIECES), delay=DELAY))
+            msg_id = kernel.send("%%turn\nthe long one", "long")
+            drain = threading.Thread(target=_drain, args=(kernel, msg_id), daemon=True)
+            drain.start()
+            time.sleep(rng.uniform(0.0, len(PIECES) * DELAY * 1.5))
+            kernel.km.provisioner.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+            kernel.km.provisioner.process.wait(10)  # type: ignore[union-attr]
+        finally:
+            kernel.close()
+        # not corrupt: it parses, loads, and its tree is sound
+        conversations, current, _archived = session_parts_from_dict(
+            read_document(autosave), str(autosave)
+        )
+        convo = conversations[current]
+        convo.tree.check_invariants()
+        saved = {t.id: (t.prompt, t.answer, t.status) for t in convo.tree.turns.values()}
+        for turn_id, prompt, answer, status in finished:
+            if saved.get(turn_id) != (prompt, answer, status):
+                lost += 1
+        extra = set(saved) - {t[0] for t in finished}
+        for turn_id in extra:  # the long turn finished (or was cut) before the kill
+            prompt, answer, status = saved[turn_id]
+            assert prompt == "the long one" and FULL.startswith(answer), where
+        assert lost == 0, where
+    counts.add("kills", KILLS)
+    counts.add("kills: finished turns lost", lost)
+
+
+def _collect(
+    kernel: NotebookKernel, msg_id: str, into: list[Any], started: threading.Event
+) -> None:
+    def on_output(kind: str, content: Any) -> None:
+        if kind == "execute_input":
+            started.set()
+
+    into.append(kernel.collect(msg_id, 25, on_output))
+
+
+def _drain(kernel: NotebookKernel, msg_id: str) -> None:
+    with contextlib.suppress(Exception):  # the kernel was killed: no reply will come
+        kernel.collect(msg_id, 30)
