@@ -13,7 +13,6 @@ from typing import Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import (
-    MagicArgumentParser,
     argument,
     magic_arguments,
     parse_argstring,
@@ -22,6 +21,7 @@ from IPython.utils.text import dedent
 from traitlets import Float, Int
 
 from nbconvo import _errors
+from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, split_line
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
 from nbconvo._display import StreamingMarkdown, show_markdown, streaming_enabled
 from nbconvo._errors import NbconvoError, UsageError
@@ -60,93 +60,6 @@ class CellTracker:
     def pre_run_cell(self, info: Any) -> None:
         self.cell_id = getattr(info, "cell_id", None)
         self.execution = next(self._counter)
-
-
-def _convo_parser() -> MagicArgumentParser:
-    parser = MagicArgumentParser(
-        prog="%convo",
-        description="Manage the conversation. Bare `%convo` shows the conversation.",
-    )
-    subs = parser.add_subparsers(
-        dest="command", parser_class=MagicArgumentParser, metavar="COMMAND"
-    )
-
-    def sub(name: str, text: str) -> MagicArgumentParser:
-        p: MagicArgumentParser = subs.add_parser(name, help=text, description=text)
-        return p
-
-    p = sub("model", "show or set the model, PROVIDER:MODEL (openai:…, ollama:…, llama:PATH)")
-    p.add_argument("spec", nargs="?")
-    p.add_argument("--base-url", help="server address for this provider (gateways, local servers)")
-    p = sub("system", "set the system prompt (the rest of the line), or --clear")
-    p.add_argument("text", nargs="*")
-    p = sub("goal", "pin the objective, sent with every request (the rest of the line), or --clear")
-    p.add_argument("text", nargs="*")
-    p = sub("budget", "target number of exchanges, or --clear")
-    p.add_argument("n", nargs="?")
-    p.add_argument("--clear", action="store_true")
-    p = sub("fork", "branch at turn N of the active path (0: an empty branch) and switch to it")
-    p.add_argument("n", type=int)
-    p.add_argument("--name", help="branch name (default fork-1, fork-2, …)")
-    p = sub("switch", "switch to a branch, or to a turn: #ID (stable id) or 3.2 (a version)")
-    p.add_argument("target")
-    sub("branches", "list the branches")
-    sub("history", "the active path, turn by turn")
-    p = sub("show", "one turn in full (default: the head)")
-    p.add_argument("turn", nargs="?")
-    p = sub("new", "start a new named conversation and make it current")
-    p.add_argument("name")
-    p = sub("use", "make a named conversation current")
-    p.add_argument("name")
-    sub("list", "list the conversations")
-    p = sub("inspect", "show the exact next request (with an optional prompt)")
-    p.add_argument("prompt", nargs="*")
-    sub("undo", "move the head back one turn (the turn stays in the tree)")
-    sub("reset", "start the current conversation afresh (the old tree is kept in the history)")
-    p = sub("window", "override the model's context window (tokens), or --clear")
-    p.add_argument("n", nargs="?")
-    p.add_argument("--clear", action="store_true")
-    p = sub("summarize", "ask the model for the key decisions so far, as bullets (changes nothing)")
-    p.add_argument("--into", metavar="VAR", help="also store the summary in this variable")
-    p = sub("compact", "new branch: a summary of earlier turns, then the last K turns")
-    p.add_argument("--keep", type=int, default=2, help="turns to keep verbatim (default 2)")
-    p.add_argument("--name", help="branch name (default compact-1, compact-2, …)")
-    p = sub("compare", "the last answers of two branches side by side")
-    p.add_argument("a")
-    p.add_argument("b")
-    sub("meter", "tokens the next request uses against the context window")
-    p = sub("save", "save every conversation (the whole tree) to a file")
-    p.add_argument("path", nargs="?", help="default: the autosave file")
-    p = sub("load", "load conversations saved by `%%convo save` or the autosave")
-    p.add_argument("path")
-    p = sub("export", "export the conversation: Markdown transcript, JSON tree, OpenAI messages")
-    p.add_argument("path", nargs="?", help="write to this file (default: show it)")
-    p.add_argument("--to", choices=("md", "json", "openai"), default="md")
-    p.add_argument(
-        "--all", action="store_true", help="Markdown: every branch, not only the active path"
-    )
-    p = sub(
-        "replay", "deterministic reruns from a cassette: PATH --mode record|replay|auto, or off"
-    )
-    p.add_argument("path", help="the cassette file (JSON Lines), or `off`")
-    p.add_argument("--mode", choices=("record", "replay", "auto"), default="auto")
-    p = sub("key", "type an API key for a provider (kept in memory only)")
-    p.add_argument("provider")
-    for p in subs.choices.values():
-        p.add_argument("-c", "--convo", help="the conversation to act on (default: current)")
-    return parser
-
-
-CONVO_PARSER = _convo_parser()
-_RAW_TEXT = {"system", "goal"}
-_KEY_VARIABLES = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "azure": "AZURE_OPENAI_API_KEY",
-    "copilot": "NBCONVO_M365_TOKEN",
-    "openai-compatible": "NBCONVO_API_KEY",
-}
 
 
 @magics_class
@@ -247,11 +160,11 @@ class ConvoMagics(Magics):
             display(self.session.current().widget())
             return
         command, rest = words[0], (words[1] if len(words) > 1 else "")
-        if command in _RAW_TEXT:
+        if command in RAW_TEXT_COMMANDS:
             self._raw_text_command(command, rest)
             return
         try:
-            args = CONVO_PARSER.parse_args(_split(line))
+            args = CONVO_PARSER.parse_args(split_line(line))
         except Exception as error:
             if type(error).__name__ != "UsageError":
                 raise
@@ -469,11 +382,9 @@ class ConvoMagics(Magics):
         show_markdown(f"*conversation {md_escape(convo.name)} reset; the old tree is kept*")
 
     def _cmd_key(self, convo: Conversation, args: argparse.Namespace) -> None:
-        variable = _KEY_VARIABLES.get(args.provider)
+        variable = KEY_VARIABLES.get(args.provider)
         if variable is None:
-            raise UsageError(
-                f"no key for {args.provider!r}: use one of {', '.join(_KEY_VARIABLES)}"
-            )
+            raise UsageError(f"no key for {args.provider!r}: use one of {', '.join(KEY_VARIABLES)}")
         from nbconvo.providers._http import TYPED_KEYS
 
         key = getpass.getpass(f"{variable}: ").strip()
@@ -491,15 +402,6 @@ def notebook_name(user_ns: dict[str, Any]) -> str | None:
     name = os.environ.get("NBCONVO_NOTEBOOK") or user_ns.get("__session__")
     name = name or os.environ.get("JPY_SESSION_NAME")
     return Path(str(name)).name if name else None
-
-
-def _split(line: str) -> list[str]:
-    import shlex
-
-    try:
-        return shlex.split(line)
-    except ValueError as error:
-        raise UsageError(f"%convo: could not read the arguments: {error}") from None
 
 
 ConvoMagics.convo.__doc__ = (
