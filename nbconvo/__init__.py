@@ -8,6 +8,7 @@ tiktoken, llama-cpp-python, the widget) load on first use, not here.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any
 
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
@@ -66,11 +67,20 @@ def _ensure_cell_tracking() -> None:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbconvo``: register the magics and the cell-id hook."""
     global _MAGICS
+    from traitlets import TraitError
+
     from nbconvo._magics import ConvoMagics
 
     if _MAGICS is not None and _MAGICS.shell is ipython:
         return
-    magics = ConvoMagics(ipython)
+    try:
+        magics = ConvoMagics(ipython)
+    except TraitError as error:
+        # A value `%config` rejected stays in the shell's config and would stop every
+        # later load: drop the section, keep the defaults, say so in one line.
+        ipython.config.pop("ConvoMagics", None)
+        magics = ConvoMagics(ipython)
+        print(f"nbconvo: ignored the ConvoMagics settings ({error})", file=sys.stderr)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", magics.tracker.pre_run_cell)
     _MAGICS = magics

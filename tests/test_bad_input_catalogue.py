@@ -242,3 +242,22 @@ def test_bad_input_is_one_line_and_changes_nothing(
 def test_the_catalogue_is_large_enough() -> None:
     assert len(CATALOGUE) >= 40
     assert len({name for name, *_ in CATALOGUE}) == len(CATALOGUE)
+
+
+def test_a_rejected_config_value_does_not_stop_a_reload(
+    shell: InteractiveShell, fake_openai: FakeOpenAI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IPython keeps a value `%config` rejected in the shell's config; `%reload_ext
+    nbconvo` used to meet it again and fail with a traceback, leaving no magics."""
+    try:
+        shell.run_line_magic("config", "ConvoMagics.auto_compact = 2.0")
+        capsys.readouterr()
+        assert shell.run_cell("%reload_ext nbconvo").success
+        out = capsys.readouterr()
+        text = (out.out + out.err).strip()
+        assert len(text.splitlines()) == 1 and "ignored the ConvoMagics settings" in text, text
+        assert nbconvo._MAGICS.auto_compact == 0.0
+        assert shell.run_cell("%convo model openai:gpt-test").success
+        assert shell.run_cell("%%turn\nstill here", cell_id="c1").success
+    finally:
+        shell.config.pop("ConvoMagics", None)
