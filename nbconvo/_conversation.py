@@ -20,7 +20,7 @@ from nbconvo._errors import (
 )
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
-from nbconvo._tokens import count_messages, count_text
+from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
 from nbconvo._types import ChatRequest, Finish, Message, Notice, TextDelta, Usage
 from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
@@ -203,6 +203,9 @@ class Conversation:
             model = self.model_spec(spec)
         except NbconvoError:
             model = ""
+        encoding = encoding_for(model)
+        if self._ledger.encoding != encoding:  # another model: count afresh with its encoding
+            self._ledger = TokenLedger(encoding=encoding)
         return self._ledger.reading(
             self.tree,
             head,
@@ -407,7 +410,9 @@ class Conversation:
         if got.usage is not None:
             input_tokens, output_tokens = got.usage.input_tokens, got.usage.output_tokens
         else:
-            input_tokens, output_tokens = count_messages(request.all_messages()), count_text(answer)
+            encoding = encoding_for(spec)
+            input_tokens = count_messages(request.all_messages(), encoding)
+            output_tokens = count_text(answer, encoding)
         params = {
             k: v
             for k, v in (("temperature", request.temperature), ("max_tokens", request.max_tokens))

@@ -63,6 +63,7 @@ class TokenMeter:
 class TokenLedger:
     """Per-turn token totals, cached by turn id."""
 
+    encoding: str = "cl100k_base"
     own: dict[int, int] = field(default_factory=dict)
     total: dict[int, tuple[int, bool]] = field(default_factory=dict)  # (tokens, anchored)
 
@@ -71,10 +72,12 @@ class TokenLedger:
             if not turn.answer:
                 self.own[turn.id] = 0
             elif turn.kind == "summary":  # sent inside the system text
-                self.own[turn.id] = count_text(turn.answer) + PER_MESSAGE
+                self.own[turn.id] = count_text(turn.answer, self.encoding) + PER_MESSAGE
             else:
                 self.own[turn.id] = (
-                    2 * PER_MESSAGE + count_text(turn.prompt) + count_text(turn.answer)
+                    2 * PER_MESSAGE
+                    + count_text(turn.prompt, self.encoding)
+                    + count_text(turn.answer, self.encoding)
                 )
         return self.own[turn.id]
 
@@ -110,9 +113,11 @@ class TokenLedger:
     ) -> TokenMeter:
         tokens, anchored = self.running_total(tree, head)
         if not anchored:  # an exact anchor already counted the system text
-            tokens += REPLY_PRIMER + (PER_MESSAGE + count_text(system) if system else 0)
+            tokens += REPLY_PRIMER + (
+                PER_MESSAGE + count_text(system, self.encoding) if system else 0
+            )
         exact = anchored and (head is None or tree.turns[head].usage_exact)
         if pending:
-            tokens += PER_MESSAGE + count_text(pending)
+            tokens += PER_MESSAGE + count_text(pending, self.encoding)
             exact = False
         return TokenMeter(used=tokens, window=window, exact=exact, model=model)

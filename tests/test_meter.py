@@ -217,3 +217,30 @@ def test_compact_keep_too_large(convo_shell: InteractiveShell, capsys: pytest.Ca
     turn(convo_shell, "one", "c1")
     assert "--keep 2 keeps all 1 turn(s)" in one_line_error(convo_shell, "%convo compact --keep 2", capsys)
     assert nbconvo.current().branches == {"main": 1}
+
+
+def test_model_encoding_only_from_the_local_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nbconvo._tokens import encoding_for
+
+    assert encoding_for("openai:gpt-5.5") == "o200k_base"
+    assert encoding_for("llama:qwen2.5-coder-0.5b") == "cl100k_base"
+    assert encoding_for(None) == "cl100k_base"
+    # o200k_base is not in the (empty) cache: the offline cl100k table counts, no download.
+    env = {"TIKTOKEN_CACHE_DIR": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "PATH": "/usr/bin:/bin"}
+    code = "from nbconvo._tokens import count_text; print(count_text('hello world', 'o200k_base'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "2", out.stderr
+    import hashlib
+
+    cl100k = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == cl100k for p in tmp_path.iterdir())
+
+
+def test_meter_recounts_when_the_model_changes() -> None:
+    convo = Conversation(model="llama:x", window=1000)
+    add(convo, "hello world", "hi")
+    assert convo._ledger.encoding == "cl100k_base"
+    convo.model = "openai:gpt-5.5"
+    _ = convo.meter
+    assert convo._ledger.encoding == "o200k_base"
