@@ -211,3 +211,84 @@ def test_a_10_mb_answer(
     assert turn(shell, capsys, "short now", "c3").success
     check_tree()
     assert took < 60, f"a 10 MB answer took {took:.1f} s"
+
+
+# -- the same server on the Anthropic Messages wire format -----------------------------------
+
+ANTHROPIC_SPEC = "anthropic:claude-sonnet-5-5"
+A_FIRST = sum(len(e) for e in answer_events(EXPECTED_TWO, 4, "anthropic")[:3])
+A_LEN = len(b"".join(answer_events(EXPECTED_TWO, 4, "anthropic")))
+
+ANTHROPIC_SCENARIOS: list[tuple[str, list[Fault], str, int]] = [
+    ("529", [Fault("status", 529)], RETRIED, 2),
+    ("429-retry-after-ms", [Fault("status", 429, {"retry-after-ms": "20"})], RETRIED, 2),
+    ("reset-1-byte-before-the-first-text", [Fault("reset", at=A_FIRST - 1)], RETRIED, 2),
+    ("cut-right-after-the-first-text", [Fault("cut", at=A_FIRST)], PARTIAL, 1),
+    ("cut-mid-answer", [Fault("cut", at=(A_FIRST + A_LEN) // 2)], PARTIAL, 1),
+    ("stall-after-text", [Fault("stall", at=A_FIRST + 10, seconds=3 * READ_TIMEOUT)], PARTIAL, 1),
+    ("overloaded-before-text", [Fault("stream_error", at=0, error_type="overloaded_error")], RETRIED, 2),
+    ("overloaded-after-text", [Fault("stream_error", at=3, error_type="overloaded_error")], PARTIAL, 1),
+    ("no-terminator-after-text", [Fault("no_terminator")], PARTIAL, 1),
+    ("broken-json-before-text", [Fault("malformed", at=0)], ONE_LINE, 1),
+]
+
+
+@pytest.fixture
+def anthropic_server(
+    shell: InteractiveShell, server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> FaultServer:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fault-test-000000")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.root_url)
+    assert shell.run_cell(f"%convo model {ANTHROPIC_SPEC}").success
+    return server
+
+
+@pytest.mark.parametrize(
+    ("faults", "outcome", "sent"),
+    [pytest.param(f, o, s, id=name) for name, f, o, s in ANTHROPIC_SCENARIOS],
+)
+def test_anthropic_fault_outcome(
+    shell: InteractiveShell,
+    anthropic_server: FaultServer,
+    capsys: pytest.CaptureFixture[str],
+    faults: list[Fault],
+    outcome: str,
+    sent: int,
+) -> None:
+    server = anthropic_server
+    assert turn(shell, capsys, "one", "c1").success
+    convo = nbconvo.current()
+    before = len(server.requests)
+    server.script.extend(faults)
+    result = turn(shell, capsys, "two", "c2")
+    assert len(server.requests) - before == sent
+    check_tree()
+    if outcome == RETRIED:
+        assert result.success, result.text
+        assert convo.path[-1].answer == EXPECTED_TWO
+    else:
+        assert not result.success and len(result.text.splitlines()) == 1, result.text
+        if outcome == PARTIAL:
+            kept = convo.path[-1]
+            assert kept.status == "error" and kept.answer and EXPECTED_TWO.startswith(kept.answer)
+            cut = next((f for f in faults if f.kind == "cut"), None)
+            if cut is not None:
+                assert kept.answer == text_before(EXPECTED_TWO, 4, cut.at, "anthropic")
+        else:
+            assert len(convo.turns) == 1
+    n = len(convo.path) + 1
+    after = turn(shell, capsys, "three", "c3")
+    assert after.success, after.text
+    assert convo.path[-1].answer == f"echo #{n}: three"
+    check_tree()
+
+
+def test_anthropic_event_split_at_every_byte_boundary(anthropic_server: FaultServer) -> None:
+    answer = "héllo — wörld ✓"
+    stream = b"".join(answer_events(answer, 3, "anthropic"))
+    convo = nbconvo.Conversation(name="split-anthropic", model=ANTHROPIC_SPEC)
+    for at in range(1, len(stream)):
+        anthropic_server.script.append(Fault("split", at=at, answer=answer, chunk=3))
+        assert convo.ask("say it", cell_id="same-cell").answer == answer, at
+    convo.tree.check_invariants()
+    assert len(convo.turns) == len(stream) - 1

@@ -43,8 +43,17 @@ class Fault:
     chunk: int = 4  # characters per content event
 
 
+WIRES = ("openai", "anthropic")
+HEAD = {"openai": 1, "anthropic": 2}  # events before the first text
+TAIL = 3  # events after the last text
+
+
 def echo(messages: list[dict[str, Any]]) -> str:
-    users = [m["content"] for m in messages if m.get("role") == "user"]
+    users = [
+        m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
+        for m in messages
+        if m.get("role") == "user"
+    ]
     return f"echo #{len(users)}: {users[-1] if users else ''}"
 
 
@@ -64,8 +73,43 @@ def content_event(text: str) -> bytes:
     )
 
 
-def answer_events(text: str, chunk: int) -> list[bytes]:
+def named(payload: dict[str, Any]) -> bytes:
+    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+def anthropic_events(text: str, chunk: int) -> list[bytes]:
+    """Messages API: message_start, content_block_start, text deltas, content_block_stop,
+    message_delta, message_stop."""
+    message = {
+        "id": "msg_fault",
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": "claude-test",
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 1},
+    }
+    head = [
+        named({"type": "message_start", "message": message}),
+        named({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]
+    pieces = [
+        named({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text[i : i + chunk]}})
+        for i in range(0, len(text), chunk)
+    ]
+    tail = [
+        named({"type": "content_block_stop", "index": 0}),
+        named({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 5}}),
+        named({"type": "message_stop"}),
+    ]
+    return [*head, *pieces, *tail]
+
+
+def answer_events(text: str, chunk: int, wire: str = "openai") -> list[bytes]:
     """The events of a clean answer: role, content pieces, finish, usage, [DONE]."""
+    if wire == "anthropic":
+        return anthropic_events(text, chunk)
     head = sse(
         {
             "id": "chatcmpl-fault",
@@ -85,11 +129,11 @@ def answer_events(text: str, chunk: int) -> list[bytes]:
     return [head, *pieces, finish, usage, sse("[DONE]")]
 
 
-def text_before(text: str, chunk: int, at: int) -> str:
+def text_before(text: str, chunk: int, at: int, wire: str = "openai") -> str:
     """The answer text of the content events wholly inside the first ``at`` bytes."""
-    events = answer_events(text, chunk)
-    size, kept = len(events[0]), []
-    for i, event in enumerate(events[1:-3]):
+    events = answer_events(text, chunk, wire)
+    size, kept = sum(len(e) for e in events[: HEAD[wire]]), []
+    for i, event in enumerate(events[HEAD[wire] : -TAIL]):
         size += len(event)
         if size > at:
             break
@@ -113,9 +157,13 @@ class FaultServer:
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
-    def base_url(self) -> str:
+    def root_url(self) -> str:
         host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
 
     def __enter__(self) -> FaultServer:
         self._thread.start()
@@ -148,21 +196,22 @@ class FaultServer:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.settimeout(30)
         try:
-            body = self._read_request(conn)
-            if body is None:
+            request = self._read_request(conn)
+            if request is None:
                 return
+            path, body = request
             self.requests.append(body)
             fault = self.script.popleft() if self.script else Fault()
             if fault.kind != "ok":
                 self.faults_served += 1
-            self._answer(conn, body, fault)
+            self._answer(conn, body, fault, "anthropic" if path.endswith("/messages") else "openai")
         except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def _read_request(self, conn: socket.socket) -> dict[str, Any] | None:
+    def _read_request(self, conn: socket.socket) -> tuple[str, dict[str, Any]] | None:
         data = b""
         while b"\r\n\r\n" not in data:
             more = conn.recv(65536)
@@ -181,7 +230,8 @@ class FaultServer:
                 return None
             rest += more
         parsed: dict[str, Any] = json.loads(rest[:length] or b"{}")
-        return parsed
+        path = head.split(b"\r\n")[0].split(b" ")[1].decode()
+        return path, parsed
 
     @staticmethod
     def _head(status: int, content_type: str, headers: dict[str, str], length: int | None) -> bytes:
@@ -195,23 +245,30 @@ class FaultServer:
     def _chunk(data: bytes) -> bytes:
         return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
-    def _answer(self, conn: socket.socket, body: dict[str, Any], fault: Fault) -> None:
+    def _answer(self, conn: socket.socket, body: dict[str, Any], fault: Fault, wire: str) -> None:
         text = fault.answer if fault.answer is not None else echo(body.get("messages") or [])
         if fault.kind == "status":
             kind = "rate_limit_error" if fault.status == 429 else "server_error"
-            payload = json.dumps({"error": {"message": f"status {fault.status}", "type": kind}}).encode()
+            if wire == "anthropic" and fault.status != 429:
+                kind = "overloaded_error" if fault.status == 529 else "api_error"
+            error = {"message": f"status {fault.status}", "type": kind}
+            envelope = {"type": "error", "error": error} if wire == "anthropic" else {"error": error}
+            payload = json.dumps(envelope).encode()
             conn.sendall(self._head(fault.status, JSON, fault.headers, len(payload)) + payload)
             return
-        events = answer_events(text, fault.chunk)
+        events = answer_events(text, fault.chunk, wire)
         if fault.kind in ("malformed", "stream_error", "no_terminator"):
-            n = 1 + fault.at  # after the role event and `at` content events
+            n = HEAD[wire] + fault.at  # after the head events and `at` content events
             if fault.kind == "malformed":
                 events = [*events[:n], b"data: {\"choices\": [{\"delta\": {\"content\": \"x\n\n"]
             elif fault.kind == "stream_error":
-                error = {"error": {"message": "the model is overloaded", "type": fault.error_type}}
-                events = [*events[:n], sse(error)]
+                error = {"message": "the model is overloaded", "type": fault.error_type}
+                if wire == "anthropic":
+                    events = [*events[:n], named({"type": "error", "error": error})]
+                else:
+                    events = [*events[:n], sse({"error": error})]
             else:
-                events = events[: len(events) - 3]  # no finish, no usage, no [DONE]
+                events = events[: len(events) - TAIL]  # no finish and no end marker
         stream = b"".join(events)
         conn.sendall(self._head(200, "text/event-stream", fault.headers, None))
         if fault.kind == "reset":
