@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import random
 import signal
 import threading
@@ -101,11 +102,15 @@ def test_interrupts_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None
             kernel.km.interrupt_kernel()
             collector.join(30)
             server.script.clear()  # interrupted before its request: the script is unused
-            assert results, where
-            result = results[0]
+            assert not collector.is_alive(), where
             turns, _path = read_state(kernel)
             answer = next((t[2] for t in turns if t[1] == f"long {i}"), None)
-            if result.status == "ok":
+            if not results:
+                # SIGINT landed outside the cell's code (just before or after it ran):
+                # ipykernel logs "KeyboardInterrupt caught in kernel" and sends no reply.
+                # The conversation must still be consistent, which the checks below test.
+                kind = "outside the cell (no reply from ipykernel)"
+            elif results[0].status == "ok":
                 kind = "finished"
             elif answer:
                 kind = "partial kept"
@@ -188,7 +193,8 @@ def _collect(
         if kind == "execute_input":
             started.set()
 
-    into.append(kernel.collect(msg_id, 25, on_output))
+    with contextlib.suppress(queue.Empty):  # no reply: see the test
+        into.append(kernel.collect(msg_id, 10, on_output))
 
 
 def _drain(kernel: NotebookKernel, msg_id: str) -> None:
