@@ -81,11 +81,12 @@ def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: _C
     """Run one provider stream, reporting to ``sink`` and filling ``into`` as it goes
     (so a caller that catches an interrupt still has the partial text)."""
     events = provider.stream(request)
+    keep, show = into.parts.append, sink.on_text  # once per token: keep the loop lean
     try:
         for event in events:
-            if isinstance(event, TextDelta):
-                into.parts.append(event.text)
-                sink.on_text(event.text)
+            if type(event) is TextDelta:
+                keep(event.text)
+                show(event.text)
             elif isinstance(event, Usage):
                 into.usage = event
             elif isinstance(event, Finish):

@@ -75,15 +75,21 @@ def test_redact_hides_every_key_shape(secret: str) -> None:
 
 def test_stray_json_after_sse_events_is_found() -> None:
     body = b'data: {"a": 1}\r\n\r\n{\r\n  "error": {\r\n    "code": 503\r\n  }\r\n}\r\n'
-    response = httpx.Response(
-        200,
-        headers={"content-type": "text/event-stream"},
-        content=body,
-        request=httpx.Request("POST", "http://127.0.0.1:9/"),
-    )
-    feed = EventFeed(response)
+
+    def response() -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=httpx.ByteStream(body),  # not yet read, as a response off the network
+            request=httpx.Request("POST", "http://127.0.0.1:9/"),
+        )
+
+    feed = EventFeed(response(), keep_tail=True)
     assert [event.data for event in feed] == ['{"a": 1}']
     assert feed.stray_json() == {"error": {"code": 503}}
+    plain = EventFeed(response())  # only Gemini pays for recording the body
+    assert [event.data for event in plain] == ['{"a": 1}']
+    assert plain.stray_json() is None
 
 
 def test_model_table_prefixes_and_fallbacks() -> None:

@@ -14,13 +14,14 @@ error says how long it asked for. A failure after text arrived raises
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import logging
 import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -169,27 +170,20 @@ class EventFeed:
     the last few kilobytes the server sent.
     """
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, *, keep_tail: bool = False) -> None:
         self._tail: deque[bytes] = deque(maxlen=64)
-        raw = response.stream
-
-        def recorded() -> Iterator[bytes]:
-            for chunk in raw:  # type: ignore[union-attr]
-                self._tail.append(chunk[-4096:])
-                yield chunk
-
-        self._response = httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=_ByteStream(recorded(), response),
-            request=response.request,
-        )
+        self._response = response
+        if keep_tail:
+            # Record what the server sends by wrapping the response's own byte stream:
+            # one step per network read, and the body is still decoded only once.
+            response.stream = _Recording(response.stream, self._tail)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[httpx_sse.ServerSentEvent]:
         return httpx_sse.EventSource(self._response).iter_sse()
 
     def stray_json(self) -> Any:
-        """The JSON object the server sent outside any ``data:`` field, if any."""
+        """The JSON object the server sent outside any ``data:`` field, if any (only a
+        feed made with ``keep_tail`` records the body)."""
         text = b"".join(self._tail)[-8192:].decode("utf-8", "replace")
         lines = [
             line
@@ -204,16 +198,21 @@ class EventFeed:
         return None
 
 
-class _ByteStream(httpx.SyncByteStream):
-    def __init__(self, chunks: Iterable[bytes], response: httpx.Response) -> None:
-        self._chunks = chunks
-        self._response = response
+class _Recording(httpx.SyncByteStream):
+    """A response's byte stream that keeps the last kilobytes of each read in ``tail``."""
+
+    def __init__(self, inner: httpx.SyncByteStream, tail: deque[bytes]) -> None:
+        self._inner = inner
+        self._tail = tail
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks
+        tail = self._tail
+        for chunk in self._inner:
+            tail.append(chunk[-4096:])
+            yield chunk
 
     def close(self) -> None:
-        self._response.close()
+        self._inner.close()
 
 
 Translate = Callable[[EventFeed], Iterator[ProviderEvent]]
@@ -256,9 +255,11 @@ class SSEStream:
         body: dict[str, Any],
         headers: Mapping[str, str],
         translate: Translate,
+        keep_tail: bool = False,
     ) -> Iterator[ProviderEvent]:
         """Events from ``translate`` over the response's SSE. Failures before the first
-        text are retried; after it they raise ``StreamInterrupted`` with the text so far."""
+        text are retried; after it they raise ``StreamInterrupted`` with the text so far.
+        ``keep_tail`` keeps the end of the raw body for ``EventFeed.stray_json``."""
         request = self.client.build_request(
             "POST",
             url,
@@ -266,15 +267,15 @@ class SSEStream:
             headers={**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"},
         )
         try:
-            head, rest, response = self._retrying()(self._until_text, request, translate)
+            head, rest, response = self._retrying()(self._until_text, request, translate, keep_tail)
         except httpx.TransportError as error:
             raise self._unreachable(request, error) from None
         except ProviderError as error:
             raise self._redacted(error) from None
         parts: list[str] = []
         try:
-            for event in _chain(head, rest):
-                if isinstance(event, TextDelta):
+            for event in itertools.chain(head, rest):
+                if type(event) is TextDelta:
                     parts.append(event.text)
                 yield event
         except httpx.TransportError as error:
@@ -293,11 +294,11 @@ class SSEStream:
             response.close()
 
     def _until_text(
-        self, request: httpx.Request, translate: Translate
+        self, request: httpx.Request, translate: Translate, keep_tail: bool
     ) -> tuple[list[ProviderEvent], Iterator[ProviderEvent], httpx.Response]:
         # One attempt: open, then read events up to the first text (or the end).
         response = self._open(request)
-        events = translate(EventFeed(response))
+        events = translate(EventFeed(response, keep_tail=keep_tail))
         head: list[ProviderEvent] = []
         try:
             for event in events:
@@ -373,11 +374,6 @@ class SSEStream:
         if error.args:
             error.args = (redact(str(error.args[0]), self.secrets), *error.args[1:])
         return error
-
-
-def _chain(head: list[ProviderEvent], rest: Iterator[ProviderEvent]) -> Iterator[ProviderEvent]:
-    yield from head
-    yield from rest
 
 
 def error_message_from_body(text: str) -> tuple[str, str]:

@@ -123,6 +123,7 @@ class GeminiProvider:
             body=self.body(request),
             headers={"x-goog-api-key": key},
             translate=self._translate,
+            keep_tail=True,  # failures after the start come as bare JSON
         )
 
     def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:

@@ -10,6 +10,7 @@ stop can say how many tokens the answer had.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
@@ -181,37 +182,48 @@ class OpenAICompatibleProvider:
         return value
 
     def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
+        # Runs once per token: the common chunk (one choice with a content delta) takes
+        # the shortest path; everything else goes through ``_other``.
         finish: Finish | None = None
         usage: Usage | None = None
         done = False
+        loads = json.loads
         events = iter(feed)
         for event in events:
             data = event.data
-            if data.startswith("[DONE]"):
-                done = True
-                # Read to the end of the body (as the OpenAI SDK does): a response closed
-                # before its end closes the connection, and the next turn would open a
-                # new one (a TLS handshake on a real API).
-                for _ in events:
-                    pass
-                break
-            if not data.strip():
+            try:
+                chunk = loads(data)
+            except ValueError:
+                if data.startswith("[DONE]"):
+                    done = True
+                    # Read to the end of the body (as the OpenAI SDK does): a response
+                    # closed before its end closes the connection, and the next turn
+                    # would open a new one (a TLS handshake on a real API).
+                    for _ in events:
+                        pass
+                    break
+                if not data.strip():
+                    continue
+                parse_json_event(self.label, data)  # raises the one-line error
                 continue
-            chunk = parse_json_event(self.label, data)
-            if not isinstance(chunk, dict):
+            if type(chunk) is not dict:
                 continue
             if chunk.get("error"):
                 raise self._stream_error(chunk["error"])
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}  # Azure filter chunks carry no delta
-                for key in ("content", "refusal"):
-                    if delta.get(key):
-                        yield TextDelta(delta[key])
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta")  # Azure filter chunks carry no delta
+                if delta:
+                    text = delta.get("content")
+                    if text:
+                        yield TextDelta(text)
+                    refusal = delta.get("refusal")
+                    if refusal:
+                        yield TextDelta(refusal)
                 reason = choice.get("finish_reason")
                 if reason:
                     finish = Finish(_FINISH.get(reason, "other"))
             reported = chunk.get("usage")
-            if isinstance(reported, dict) and "prompt_tokens" in reported:
+            if type(reported) is dict and "prompt_tokens" in reported:
                 usage = Usage(
                     int(reported.get("prompt_tokens") or 0),
                     int(reported.get("completion_tokens") or 0),
