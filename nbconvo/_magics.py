@@ -223,12 +223,12 @@ class ConvoMagics(Magics):
         show_markdown(f"*budget set to {budget} exchanges*")
 
     def _cmd_save(self, convo: Conversation, args: argparse.Namespace) -> None:
-        from nbconvo._store import autosave_path, save_session
+        from nbconvo._store import autosave_path
 
         path = Path(args.path) if args.path else autosave_path(self._user_ns())
         if path is None:
             raise UsageError("autosave is off: give a path, `%convo save PATH`")
-        save_session(self.session, path)
+        self.session.save_to(path)
         show_markdown(f"*saved {len(self.session.conversations)} conversation(s) to* `{path}`")
 
     def _cmd_load(self, convo: Conversation, args: argparse.Namespace) -> None:

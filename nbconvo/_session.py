@@ -23,6 +23,7 @@ class Session:
     cassette: Any = None  # a _cassette.Cassette shared by every conversation
     autosave: Callable[[], Path | None] | None = None  # where to autosave, when enabled
     autosave_error: str | None = None
+    _saver: Any = field(default=None, repr=False)  # a _store.Autosaver once autosave ran
 
     def current(self) -> Conversation:
         if self.current_name not in self.conversations:
@@ -40,20 +41,33 @@ class Session:
         self.save_now()
 
     def save_now(self) -> Path | None:
-        """Autosave the whole session; a failure is remembered and shown, never raised
-        into the turn that triggered it (the turn is safe in memory)."""
+        """Autosave what changed (a snapshot, then journal lines: see ``_store.Autosaver``);
+        a failure is remembered and shown, never raised into the turn that triggered it
+        (the turn is safe in memory)."""
         target = self.autosave() if self.autosave else None
         if target is None:
             return None
-        from nbconvo._store import save_session
+        from nbconvo._store import Autosaver
 
+        if self._saver is None:
+            self._saver = Autosaver()
         try:
-            save_session(self, target)
+            self._saver.save(self, target)
         except NbconvoError as error:
             self.autosave_error = f"autosave failed: {error}"
             return None
         self.autosave_error = None
         return target
+
+    def save_to(self, path: Path) -> None:
+        """Save the whole session to ``path`` (``%convo save``). At the autosave path this
+        is a fresh snapshot that its journal continues."""
+        from nbconvo._store import save_session
+
+        if self._saver is not None and self._saver.path == path:
+            self._saver.snapshot(self, path)
+        else:
+            save_session(self, path)
 
     def set_cassette(self, cassette: Any) -> None:
         self.cassette = cassette

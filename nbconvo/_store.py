@@ -3,6 +3,8 @@
 Writes go to a temporary file in the same folder, are fsynced, then renamed over the
 target (a killed kernel leaves the old file or the new one, never half of one), with mode
 0600. No key or header is ever part of a conversation, so none can reach the file.
+Autosave writes such a snapshot once, then appends what changed to a journal beside it
+(``Autosaver``); loading applies the journal.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,7 +116,8 @@ def migrate(data: Any, source: str) -> dict[str, Any]:
     return data
 
 
-def read_document(path: Path) -> dict[str, Any]:
+def read_snapshot(path: Path) -> dict[str, Any]:
+    """The document at ``path`` as written, without its autosave journal."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -206,3 +211,245 @@ def autosave_path(user_ns: dict[str, Any] | None = None) -> Path | None:
     if notebook and Path(str(notebook)).is_absolute():
         return Path(str(notebook)).with_suffix(".nbconvo.json")
     return Path.cwd() / f"{stem}.nbconvo.json"
+
+
+# --- autosave: a snapshot plus an append-only journal ----------------------------------
+
+JOURNAL_FORMAT = "nbconvo-journal"
+_MIN_COMPACT_BYTES = 64 * 1024
+
+
+def journal_path(path: Path) -> Path:
+    """The journal that extends the snapshot at ``path``."""
+    return path.with_name(path.name + ".journal")
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """The session document at ``path`` with its autosave journal applied (if any)."""
+    data = read_snapshot(path)
+    base = data.get("journal")
+    journal = journal_path(path)
+    if not base or not journal.exists():
+        return data
+    try:
+        raw = journal.read_bytes()
+    except OSError as error:
+        raise PersistenceError(f"cannot read {journal}: {error.strerror}") from None
+    lines = raw.split(b"\n")
+    # A line ends with "\n" once it is whole: a kernel killed mid-write leaves at most the
+    # last one partial, and that turn had not finished saving.
+    complete = lines[:-1]
+    try:
+        head = json.loads(complete[0]) if complete else None
+    except ValueError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != JOURNAL_FORMAT:
+        return data  # written before its header: holds nothing yet
+    if head.get("base") != base:
+        return data  # a journal of an older snapshot: the snapshot has it all
+    convos = {c.get("name"): c for c in data.get("conversations", []) if isinstance(c, dict)}
+    for number, line in enumerate(complete[1:], 2):
+        try:
+            entry = json.loads(line)
+            _apply_entry(data, convos, entry)
+        except Exception as error:  # any damage: one message, nothing loaded
+            raise PersistenceError(
+                f"{journal} is corrupt at line {number} ({type(error).__name__}); move it "
+                f"away to load the last snapshot alone; nothing was loaded"
+            ) from None
+    return data
+
+
+def _apply_entry(
+    data: dict[str, Any], convos: dict[Any, dict[str, Any]], entry: dict[str, Any]
+) -> None:
+    data["current"] = entry["current"]
+    for change in entry["conversations"]:
+        convo = convos[change["name"]]
+        convo["settings"] = change["settings"]
+        tree = convo["tree"]
+        tree["turns"].extend(change["turns"])
+        tree["branches"] = change["branches"]
+        tree["current"] = change["branch"]
+        tree["next_id"] = change["next_id"]
+
+
+class _Mark:
+    """What the files hold of one conversation: its tree object, next turn id, branch
+    pointers, current branch and settings."""
+
+    __slots__ = ("branch", "branches", "next_id", "settings", "tree")
+
+    def __init__(self, convo: Conversation) -> None:
+        tree = convo.tree
+        self.tree = tree
+        self.next_id = tree.next_id
+        self.branches = dict(tree.branches)
+        self.branch = tree.current
+        self.settings = {key: getattr(convo, key) for key in _SETTINGS}
+
+    def change(self, convo: Conversation) -> dict[str, Any] | None:
+        """The journal record of what moved since, or None if nothing did."""
+        tree = convo.tree
+        settings = {key: getattr(convo, key) for key in _SETTINGS}
+        if (
+            tree.next_id == self.next_id
+            and tree.current == self.branch
+            and tree.branches == self.branches
+            and settings == self.settings
+        ):
+            return None
+        turns = tree.turns
+        return {
+            "name": convo.name,
+            "settings": settings,
+            "turns": [  # turns are never changed or deleted: only the new ones
+                {name: getattr(turns[i], name) for name in _TURN_NAMES}
+                for i in range(self.next_id, tree.next_id)
+                if i in turns
+            ],
+            "branches": dict(tree.branches),
+            "branch": tree.current,
+            "next_id": tree.next_id,
+        }
+
+
+def _shape(session: Session) -> tuple[Any, ...]:
+    """What only a snapshot records: which conversations exist (and their tree objects:
+    a reset or a load replaces them) and the archive."""
+    return (
+        tuple((name, id(c.tree)) for name, c in session.conversations.items()),
+        len(session.archived),
+    )
+
+
+class _Syncer:
+    """fsyncs journal files on a daemon thread, so a turn does not wait for the disk."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, int] = {}  # original fd -> its duplicate to sync
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+
+    def sync(self, fd: int) -> None:
+        duplicate = os.dup(fd)  # the thread owns it: closing the journal cannot race it
+        with self._ready:
+            stale = self._pending.pop(fd, None)
+            self._pending[fd] = duplicate
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="nbconvo-autosave-sync", daemon=True
+                )
+                self._thread.start()
+            self._ready.notify()
+        if stale is not None:
+            os.close(stale)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every requested sync is done (tests; exit)."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while (self._pending or self._busy) and time.monotonic() < deadline:
+                self._ready.wait(0.01)
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._pending:
+                    self._ready.wait()
+                _fd, duplicate = self._pending.popitem()
+                self._busy = True
+            try:
+                os.fsync(duplicate)
+            except OSError:
+                pass  # the next snapshot fsyncs; a failed write is reported where it happens
+            finally:
+                os.close(duplicate)
+            with self._ready:
+                self._busy = False
+                self._ready.notify_all()
+
+
+_SYNCER = _Syncer()
+
+
+class Autosaver:
+    """Autosave in a time that does not grow with the conversation.
+
+    The first save (and any save after a structural change: a conversation added,
+    reset or loaded, the archive grown, another path) writes the whole session
+    atomically as a snapshot carrying a fresh journal id. After that each save appends
+    one JSON line to ``<path>.journal``: the turns added since, and the branch pointers
+    and settings that moved. The line reaches the operating system before the cell
+    ends, so a killed kernel loses nothing that finished; a background thread fsyncs it
+    (the snapshot itself is fsynced before it is renamed into place). When the journal
+    outgrows the snapshot it is folded into a new snapshot, so the cost per turn stays
+    constant. ``read_document`` applies the journal on load.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self._fd: int | None = None
+        self._marks: dict[str, _Mark] = {}
+        self._shape: tuple[Any, ...] = ()
+        self._current = ""
+        self._journal_bytes = 0
+        self._snapshot_bytes = 0
+
+    def save(self, session: Session, path: Path) -> None:
+        if path != self.path or self._fd is None or self._shape != _shape(session):
+            self.snapshot(session, path)
+            return
+        changes = [
+            change
+            for name, convo in session.conversations.items()
+            if (change := self._marks[name].change(convo)) is not None
+        ]
+        if not changes and session.current_name == self._current:
+            return
+        line = json.dumps(
+            {"current": session.current_name, "conversations": changes}, ensure_ascii=False
+        ).encode("utf-8")
+        try:
+            os.write(self._fd, line + b"\n")
+        except OSError as error:
+            self.close()
+            raise PersistenceError(
+                f"cannot write {journal_path(path)} ({error.strerror}): choose another folder "
+                "with NBCONVO_HOME or `%convo save PATH`; nothing was lost in memory"
+            ) from None
+        _SYNCER.sync(self._fd)
+        for change in changes:
+            self._marks[change["name"]] = _Mark(session.conversations[change["name"]])
+        self._current = session.current_name
+        self._journal_bytes += len(line) + 1
+        if self._journal_bytes > max(_MIN_COMPACT_BYTES, self._snapshot_bytes):
+            self.snapshot(session, path)
+
+    def snapshot(self, session: Session, path: Path) -> None:
+        """Write the whole session with a new journal id, then start its empty journal."""
+        self.close()
+        base = os.urandom(8).hex()
+        document = session_to_dict(session)
+        document["journal"] = base
+        text = json.dumps(document, ensure_ascii=False)
+        write_atomic(path, text)  # from here on the old journal no longer applies
+        header = json.dumps({"format": JOURNAL_FORMAT, "version": VERSION, "base": base})
+        journal = journal_path(path)
+        write_atomic(journal, header + "\n")
+        try:
+            self._fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        except OSError as error:
+            raise PersistenceError(f"cannot write {journal} ({error.strerror})") from None
+        self.path = path
+        self._marks = {name: _Mark(c) for name, c in session.conversations.items()}
+        self._shape = _shape(session)
+        self._current = session.current_name
+        self._journal_bytes = 0
+        self._snapshot_bytes = len(text)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from nbconvo._store import journal_path, read_document
 from tests.conftest import FAKE_KEY
 from tests.fakes.openai_server import Canned, FakeOpenAI
 from tests.kernel_client import NotebookKernel
@@ -46,7 +47,11 @@ def test_sigkill_while_streaming_keeps_every_finished_turn(tmp_path: Path) -> No
             kernel.km.provisioner.process.wait(10)
         finally:
             kernel.close()
-        saved = json.loads(autosave.read_text())  # not corrupt: it parses
+        json.loads(autosave.read_text())  # not corrupt: the snapshot parses,
+        journal = journal_path(autosave).read_bytes()
+        for line in journal.split(b"\n")[:-1]:  # and so does every whole journal line
+            json.loads(line)
+        saved = read_document(autosave)
         assert len(saved["conversations"][0]["tree"]["turns"]) == 4
 
         fresh = NotebookKernel(env={**env, "NBCONVO_AUTOSAVE": str(tmp_path / "new.json")})

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,8 +15,16 @@ from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbconvo
-from nbconvo._session import SESSION
-from nbconvo._store import VERSION, tree_from_dict, tree_to_dict
+from nbconvo._session import SESSION, Session
+from nbconvo._store import (
+    VERSION,
+    Autosaver,
+    journal_path,
+    read_document,
+    session_to_dict,
+    tree_from_dict,
+    tree_to_dict,
+)
 from nbconvo._tree import ConversationTree, Turn
 from tests.conftest import FAKE_KEY, one_line_error, turn
 from tests.fakes.openai_server import FakeOpenAI
@@ -30,20 +40,27 @@ operations = st.lists(
 
 def build(ops: list[tuple[str, int, str]]) -> ConversationTree:
     tree = ConversationTree()
-    for op, n, text in ops:
-        path = tree.path()
-        if op == "add" or not tree.turns:
-            tree.append(Turn(id=tree.new_turn_id(), parent=None, prompt=text, answer=text[::-1],
-                             status=["ok", "error", "interrupted"][n % 3], cell_id=f"c{n % 4}",
-                             params={"temperature": n / 10}, usage_exact=bool(n % 2)))
-        elif op == "fork":
-            tree.fork(n % (len(path) + 1))
-        elif op == "switch":
-            tree.switch(f"#{1 + n % len(tree.turns)}")
-        elif op == "undo" and path:
-            tree.undo()
-        elif op == "rerun" and path:
-            tree.rewind_for_rerun(path[n % len(path)].id)
+    for op in ops:
+        build_step(tree, op)
+    return tree
+
+
+def build_step(tree: ConversationTree, op: tuple[str, int, str]) -> ConversationTree:
+    """One random operation on a tree, in place."""
+    name, n, text = op
+    path = tree.path()
+    if name == "add" or not tree.turns:
+        tree.append(Turn(id=tree.new_turn_id(), parent=None, prompt=text, answer=text[::-1],
+                         status=["ok", "error", "interrupted"][n % 3], cell_id=f"c{n % 4}",
+                         params={"temperature": n / 10}, usage_exact=bool(n % 2)))
+    elif name == "fork":
+        tree.fork(n % (len(path) + 1))
+    elif name == "switch":
+        tree.switch(f"#{1 + n % len(tree.turns)}")
+    elif name == "undo" and path:
+        tree.undo()
+    elif name == "rerun" and path:
+        tree.rewind_for_rerun(path[n % len(path)].id)
     return tree
 
 
@@ -71,13 +88,115 @@ def autosave_file() -> Path:
 def test_autosave_after_each_turn_is_private_and_keyless(convo_shell: InteractiveShell) -> None:
     turn(convo_shell, "one", "c1")
     path = autosave_file()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    data = json.loads(path.read_text())
+    for written in (path, journal_path(path)):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    data = read_document(path)
     assert data["format"] == "nbconvo" and data["version"] == VERSION
     assert [t["prompt"] for t in data["conversations"][0]["tree"]["turns"]] == ["one"]
     assert convo_shell.run_cell("%convo fork 0 --name other").success
-    assert json.loads(path.read_text())["conversations"][0]["tree"]["current"] == "other"
-    assert FAKE_KEY not in path.read_text()
+    assert read_document(path)["conversations"][0]["tree"]["current"] == "other"
+    assert FAKE_KEY not in path.read_text() + journal_path(path).read_text()
+
+
+def _session_document(session: Session) -> dict[str, Any]:
+    return json.loads(json.dumps(session_to_dict(session)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations, st.integers(1, 3))
+def test_snapshot_plus_journal_reads_back_as_the_whole_session(
+    ops: list[tuple[str, int, str]], fold_every: int
+) -> None:
+    """Autosave after every change, folding the journal now and then: the file pair
+    always reads back as exactly the session in memory."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "s.nbconvo.json"
+        session, saver = Session(), Autosaver()
+        convo = session.current()
+        convo.tree = build([])
+        for step, op in enumerate(ops):
+            convo.tree = build_step(convo.tree, op)
+            if step % 7 == 3:
+                convo.system = f"system {step}"
+            if step % 11 == 5:
+                session.new(f"side{step}") if f"side{step}" not in session.conversations else None
+                session.use("default")
+            saver.save(session, path)
+            if step % (fold_every * 5) == 4:
+                saver.snapshot(session, path)
+            stored = read_document(path)
+            stored.pop("journal")
+            assert stored == _session_document(session), f"after step {step}: {op}"
+        saver.close()
+
+
+def _journaled_session(path: Path, turns: int) -> tuple[Session, Autosaver]:
+    session, saver = Session(), Autosaver()
+    tree = session.current().tree
+    for i in range(turns):
+        tree.append(Turn(id=tree.new_turn_id(), parent=tree.head, prompt=f"p{i}", answer=f"a{i}"))
+        saver.save(session, path)
+    return session, saver
+
+
+def test_a_line_cut_by_a_kill_is_ignored_and_a_stale_journal_too(tmp_path: Path) -> None:
+    path = tmp_path / "s.nbconvo.json"
+    session, saver = _journaled_session(path, 3)
+    saver.close()
+    journal = journal_path(path)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"current": "default", "conversations": [{"na')
+    assert len(read_document(path)["conversations"][0]["tree"]["turns"]) == 3
+    saver.snapshot(session, path)  # a new base: the old journal lines no longer apply
+    saver.close()
+    journal.write_bytes(whole)
+    assert len(read_document(path)["conversations"][0]["tree"]["turns"]) == 3
+
+
+def test_a_damaged_journal_line_is_one_error_and_loads_nothing(
+    convo_shell: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.nbconvo.json"
+    _session, saver = _journaled_session(path, 3)
+    saver.close()
+    journal = journal_path(path)
+    lines = journal.read_bytes().split(b"\n")
+    lines[2] = lines[2][:-5] + b"#####"
+    journal.write_bytes(b"\n".join(lines))
+    turn(convo_shell, "mine", "c1")
+    before = dict(SESSION.conversations)
+    text = one_line_error(convo_shell, f"%convo load {path}", capsys)
+    assert f"{journal} is corrupt at line 3" in text and "move it away" in text
+    assert SESSION.conversations == before and nbconvo.current().path[0].prompt == "mine"
+
+
+def test_a_journal_line_does_not_grow_with_the_history(tmp_path: Path) -> None:
+    """Autosave writes what changed: the bytes written for one more turn are the same
+    at 10 turns of history as at 2,000 (the whole session is rewritten only when the
+    journal outgrows the last snapshot)."""
+    sizes = []
+    for history in (10, 2000):
+        path = tmp_path / f"h{history}.nbconvo.json"
+        session, saver = _journaled_session(path, history)
+        saver.snapshot(session, path)
+        before = journal_path(path).stat().st_size
+        tree = session.current().tree
+        tree.append(Turn(id=tree.new_turn_id(), parent=tree.head, prompt="pX", answer="aX"))
+        saver.save(session, path)
+        sizes.append(journal_path(path).stat().st_size - before)
+        saver.close()
+    # Only four numbers differ, each two digits longer: the turn's id and parent, the
+    # branch pointer and the next id ("11" vs "2001").
+    assert sizes[1] - sizes[0] == 4 * 2
+
+
+def test_saving_to_the_autosave_path_keeps_the_journal_going(convo_shell: InteractiveShell) -> None:
+    turn(convo_shell, "one", "c1")
+    path = autosave_file()
+    assert convo_shell.run_cell(f"%convo save {path}").success
+    turn(convo_shell, "two", "c2")
+    turns = read_document(path)["conversations"][0]["tree"]["turns"]
+    assert [t["prompt"] for t in turns] == ["one", "two"]
 
 
 def test_save_and_load_bring_back_tree_branches_and_head(convo_shell: InteractiveShell, tmp_path: Path) -> None:
