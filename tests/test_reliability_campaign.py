@@ -178,6 +178,7 @@ def test_randomized_campaign(server: FaultServer) -> None:
     counts.add("campaign: conversations", CONVERSATIONS)
     counts.add("campaign: faults injected", server.faults_served)
     counts.add("faults injected", server.faults_served)
+    counts.add("faults injected: openai", server.faults_served)
     for name, n in sorted(totals.items()):
         counts.add(f"campaign: {name}", n)
     counts.add("campaign: broken invariants / lost turns / duplicated text", 0)
