@@ -3,8 +3,11 @@
 Interrupts: SIGINT through the kernel manager at a random moment (before the request,
 before the first text, mid-stream, after the end); each time the tree's invariants hold,
 a kept partial is a prefix of the answer, and the next %%turn works. SIGKILL: the kernel
-killed at a random moment; the autosave parses, loads with its invariants intact and
-holds every turn that finished before the kill.
+killed at a random moment, recording a cassette; the autosave's snapshot and every whole
+line of its journal and of the cassette parse, the autosave loads with its invariants
+intact and holds every turn that finished before the kill, and the cassette opens for
+replay and holds each finished turn's answer (and with its last line cut, as a copy of a
+file still being written would be, it says what to do in one line).
 
 `make test` runs 10 interrupts and 3 kills (NBCONVO_INTERRUPTS, NBCONVO_KILLS);
 `make stress` 50 and 20. NBCONVO_CAMPAIGN_SEED replays a run.
@@ -26,7 +29,9 @@ from typing import Any
 
 import pytest
 
-from nbconvo._store import read_document, session_parts_from_dict
+from nbconvo._cassette import Cassette
+from nbconvo._errors import PersistenceError
+from nbconvo._store import journal_path, read_document, session_parts_from_dict
 from tests import reliability_counts as counts
 from tests.conftest import FAKE_KEY
 from tests.fakes.openai_server import Canned, FakeOpenAI
@@ -150,7 +155,14 @@ def test_sigkill_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
     for i in range(KILLS):
         where = f"NBCONVO_CAMPAIGN_SEED={SEED}, kill {i}"
         autosave = tmp_path / f"kill-{i}.nbconvo.json"
-        kernel = NotebookKernel(env=environment(server, NBCONVO_AUTOSAVE=str(autosave)))
+        cassette = tmp_path / f"kill-{i}.jsonl"
+        env = environment(
+            server,
+            NBCONVO_AUTOSAVE=str(autosave),
+            NBCONVO_CASSETTE=str(cassette),
+            NBCONVO_CASSETTE_MODE="record",
+        )
+        kernel = NotebookKernel(env=env)
         try:
             assert kernel.run("%load_ext nbconvo").status == "ok"
             for n in range(rng.randrange(1, 4)):
@@ -167,7 +179,13 @@ def test_sigkill_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
             kernel.km.provisioner.process.wait(10)  # type: ignore[union-attr]
         finally:
             kernel.close()
-        # not corrupt: it parses, loads, and its tree is sound
+        # not corrupt: the snapshot and every whole line of the journal and cassette parse
+        json.loads(autosave.read_text())
+        if journal_path(autosave).exists():
+            whole_json_lines(journal_path(autosave), where)
+        counts.add("kills: cassette lines parsed", whole_json_lines(cassette, where))
+        check_cassette(cassette, finished, tmp_path / f"cut-{i}.jsonl", where)
+        # the autosave loads, and its tree is sound
         conversations, current, _archived = session_parts_from_dict(
             read_document(autosave), str(autosave)
         )
@@ -184,6 +202,44 @@ def test_sigkill_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
         assert lost == 0, where
     counts.add("kills", KILLS)
     counts.add("kills: finished turns lost", lost)
+
+
+def whole_json_lines(path: Path, where: str) -> int:
+    """Every line of a JSON Lines file parses, but for a last line a kill may have cut
+    (one without its newline). Returns how many parsed."""
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise AssertionError(f"{where}: line {number} of {path.name} is not JSON") from None
+    return len(lines) - 1
+
+
+def check_cassette(path: Path, finished: list[list[Any]], cut: Path, where: str) -> None:
+    """The cassette opens for replay and holds every answer that finished before the kill;
+    with its last line cut it is tolerated or refused in one line naming the fix."""
+    cassette = Cassette(path, "replay")
+    answers = {
+        entry["request"]["messages"][-1]["content"]: "".join(
+            e.get("text", "") for e in entry["events"] if e.get("kind") == "text"
+        )
+        for entry in cassette.entries.values()
+    }
+    for _id, prompt, answer, status in finished:
+        if status == "ok":
+            assert answers.get(prompt) == answer, (where, prompt)
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) - 1 - len(data.rstrip(b"\n").rsplit(b"\n", 1)[-1]) // 2])
+    try:
+        tolerated = Cassette(cut, "replay")
+    except PersistenceError as error:
+        message = str(error)
+        assert len(message.splitlines()) == 1 and "--mode record" in message, (where, message)
+        counts.add("kills: cut cassette refused in one line naming the fix")
+    else:
+        assert len(tolerated.entries) == len(cassette.entries) - 1, where
+        counts.add("kills: cut cassette tolerated")
 
 
 def _collect(
