@@ -196,10 +196,16 @@ class Conversation:
         return context_window(spec, provider)
 
     def meter_at(
-        self, head: int | None, pending: str | None = None, spec: str | None = None
+        self,
+        head: int | None,
+        pending: str | None = None,
+        spec: str | None = None,
+        *,
+        bound: bool = False,
     ) -> TokenMeter:
         """The meter with ``head`` as the last turn and ``pending`` as the next prompt.
-        A summary turn's text is counted as that turn's own tokens (see ``_meter``)."""
+        A summary turn's text is counted as that turn's own tokens (see ``_meter``);
+        ``bound`` bounds the system text and prompt from above instead of counting them."""
         try:
             model = self.model_spec(spec)
         except NbconvoError:
@@ -214,6 +220,7 @@ class Conversation:
             pending=pending,
             window=self.context_window(spec),
             model=model,
+            bound=bound,
         )
 
     @property
@@ -312,7 +319,12 @@ class Conversation:
             seed=self.seed,
         )
 
-    def check_fits(self, text: str, parent: int | None, spec: str) -> TokenMeter:
+    def check_fits(self, text: str, parent: int | None, spec: str) -> None:
+        # Most prompts fit by far: when even an upper bound of the new text fits, the
+        # turn need not wait for the tokenizer to load (a provider that reports usage
+        # then never needs it).
+        if self.meter_at(parent, pending=text, spec=spec, bound=True).state != "over":
+            return
         meter = self.meter_at(parent, pending=text, spec=spec)
         if meter.state == "over":
             raise ContextWindowExceeded(
@@ -320,7 +332,6 @@ class Conversation:
                 f"{meter.window:,}: run `%convo compact` to summarize earlier turns "
                 "(or `%convo window N` if the window is larger); nothing was sent"
             )
-        return meter
 
     def ask(
         self,

@@ -19,6 +19,11 @@ State = Literal["ok", "warn", "over", "unknown"]
 WARN_AT = 0.8
 
 
+def upper_bound(text: str, encoding: str = "") -> int:
+    """At least as many as any byte-level tokenizer (or the chars/4 estimate) counts."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 @dataclass(frozen=True)
 class TokenMeter:
     """A reading of the meter: ``used`` tokens of ``window`` (None when unknown)."""
@@ -110,14 +115,16 @@ class TokenLedger:
         pending: str | None,
         window: int | None,
         model: str = "",
+        bound: bool = False,
     ) -> TokenMeter:
+        """``bound``: count the system text and the pending prompt by their UTF-8 length,
+        an upper bound that needs no tokenizer (no token is shorter than one byte)."""
+        count = upper_bound if bound else count_text
         tokens, anchored = self.running_total(tree, head)
         if not anchored:  # an exact anchor already counted the system text
-            tokens += REPLY_PRIMER + (
-                PER_MESSAGE + count_text(system, self.encoding) if system else 0
-            )
+            tokens += REPLY_PRIMER + (PER_MESSAGE + count(system, self.encoding) if system else 0)
         exact = anchored and (head is None or tree.turns[head].usage_exact)
         if pending:
-            tokens += PER_MESSAGE + count_text(pending, self.encoding)
+            tokens += PER_MESSAGE + count(pending, self.encoding)
             exact = False
         return TokenMeter(used=tokens, window=window, exact=exact, model=model)

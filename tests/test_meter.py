@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from nbconvo._conversation import Conversation
 from nbconvo._meter import TokenLedger
 from nbconvo._tokens import PER_MESSAGE, REPLY_PRIMER, count_text
 from nbconvo._tree import Turn
-from tests.conftest import one_line_error, turn
+from tests.conftest import FAKE_KEY, one_line_error, turn
 from tests.fakes.openai_server import Canned, FakeOpenAI
 
 
@@ -244,3 +245,41 @@ def test_meter_recounts_when_the_model_changes() -> None:
     convo.model = "openai:gpt-5.5"
     _ = convo.meter
     assert convo._ledger.encoding == "o200k_base"
+
+
+def test_a_prompt_whose_bound_overflows_but_tokens_fit_is_sent(
+    convo_shell: InteractiveShell, fake_openai: FakeOpenAI
+) -> None:
+    """The window check first bounds the prompt by its bytes; when the bound does not
+    fit, it counts exactly and sends whatever fits."""
+    turn(convo_shell, "one", "c1")
+    convo = nbconvo.current()
+    prompt = "a" * 400  # 400 bytes, far fewer tokens
+    exact = convo.meter_at(convo.tree.head, pending=prompt).used
+    assert exact + 300 < len(prompt)
+    assert convo_shell.run_cell(f"%convo window {exact}").success
+    turn(convo_shell, prompt, "c2")
+    assert fake_openai.requests[-1]["messages"][-1]["content"] == prompt
+    assert convo_shell.run_cell(f"%convo window {exact - 1}").success
+    assert not convo_shell.run_cell("%%turn\n" + prompt).success  # one token over: refused
+    assert len(convo.turns) == 2
+
+
+def test_a_turn_with_reported_usage_never_loads_the_tokenizer(fake_openai: FakeOpenAI) -> None:
+    """The footer and the window check need no tokenizer when the provider reports
+    usage, so the first turn does not wait ~0.2 s for tiktoken's table."""
+    code = (
+        "import sys\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'nbconvo')\n"
+        "for prompt in ('one', 'two'):\n"
+        "    assert ip.run_cell('%%turn\\n' + prompt).success\n"
+        "print('TIKTOKEN', 'tiktoken' in sys.modules)\n"
+    )
+    env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake_openai.base_url,
+           "NBCONVO_MODEL": "openai:gpt-test", "NBCONVO_AUTOSAVE": "off"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert "TIKTOKEN False" in out.stdout, out.stdout + out.stderr
+    assert len(fake_openai.requests) == 2
