@@ -1,8 +1,10 @@
 """Secrets canary: a random key per provider in the environment; turns through every
 provider's fake (answers, retried errors, errors that echo the key, a stream broken after
-text), save, export, a recorded cassette, the widget and `nbconvo run`; then every output
-and every file written is searched for the keys: zero occurrences. Autosave and cassette
-files are mode 0600.
+text), save, export, a recorded cassette, the widget and `nbconvo run`; then every output,
+every file written and every log is searched for the keys: zero occurrences. The logs are
+at DEBUG: in this process (caplog), and for `nbconvo run` in both its own process and its
+kernel (a ``sitecustomize`` logs each to a file), whose stderr is captured too. Autosave
+and cassette files are mode 0600.
 
 Half the canaries are shaped like real keys (``sk-…``), half are not, so the pattern
 redaction in ``providers._http.redact`` is not what makes the test pass for those."""
@@ -59,6 +61,30 @@ def scan_tree(folder: Path) -> dict[str, int]:
             if n:
                 found[str(path)] = n
     return found
+
+
+KERNEL_MARK = "nbconvo-test: the kernel's stderr"
+# Imported by every Python process that `nbconvo run` starts (its own and the kernel's):
+# the root logger at DEBUG into a file per process, and a mark on the kernel's stderr.
+LOG_EVERYTHING = f"""
+import logging, os, sys
+logging.basicConfig(
+    filename=os.path.join(os.environ["NBCONVO_TEST_LOGS"], f"{{os.getpid()}}.log"),
+    level=logging.DEBUG,
+    format="%(name)s %(levelname)s %(message)s",
+)
+if "JPY_PARENT_PID" in os.environ:  # set by jupyter_client for the kernels it starts
+    print({KERNEL_MARK!r}, file=sys.stderr, flush=True)
+"""
+
+
+def logging_everything(folder: Path) -> dict[str, str]:
+    """The environment that makes each Python process log at DEBUG into ``folder``."""
+    hook = folder / "hook"
+    hook.mkdir(parents=True)
+    (hook / "sitecustomize.py").write_text(LOG_EVERYTHING)
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "NBCONVO_TEST_LOGS": str(folder)}
 
 
 def run(shell: InteractiveShell, source: str, cell_id: str | None = None) -> Any:
@@ -150,10 +176,12 @@ def test_no_key_reaches_any_output_or_file(
         )
         nbformat.write(nb, out / "small.ipynb")
         fake.script.append(openai_server.Canned(status=429, headers={"retry-after": "0"}))
+        logs = out / "logs"
         env = {
             **os.environ,
             "OPENAI_BASE_URL": fake.base_url,
             **{BY_NAME[n].key_variable: CANARIES[n] for n in CANARIES},
+            **logging_everything(logs),
         }
         command = [sys.executable, "-m", "nbconvo._cli", "run", str(out / "small.ipynb")]
         command += ["--output", str(out / "small.out.ipynb"), "--transcript", str(out / "small.md")]
@@ -169,6 +197,14 @@ def test_no_key_reaches_any_output_or_file(
         assert result.returncode == 0, result.stderr
         assert len(fake.requests) == 3  # the 429, retried, and two turns
     texts += [result.stdout, result.stderr]
+    # the kernel's stderr and both processes' DEBUG logs were captured (and are searched
+    # below with every file under out/): nbconvo's retry of the 429 is in the kernel's
+    assert KERNEL_MARK in result.stderr
+    log_texts = [path.read_text(errors="replace") for path in logs.glob("*.log")]
+    assert len(log_texts) >= 2, "no log from `nbconvo run` or from its kernel"
+    lines = [line for text in log_texts for line in text.splitlines()]
+    assert any(line.startswith("nbconvo.") for line in lines), log_texts
+    counts.add("secrets: DEBUG logs searched (nbconvo run and its kernel)", len(log_texts))
     assert stat.S_IMODE((out / "run.jsonl").stat().st_mode) == 0o600
     run_autosave = out / "small.out.nbconvo.json"  # `nbconvo run` autosaves beside the output
     assert stat.S_IMODE(run_autosave.stat().st_mode) == 0o600
