@@ -120,3 +120,30 @@ def test_the_fake_requires_api_version_and_a_known_deployment(
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "DeploymentNotFound"
         answer = httpx.post(url + "?api-version=1", json=body, headers={"api-key": "wrong"})
         assert answer.status_code == 401 and "Access denied" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        ({"code": "InternalServerError", "message": "x"}, True),
+        ({"code": "ServiceUnavailable", "message": "x"}, True),
+        ({"code": "TooManyRequests", "message": "x"}, True),
+        ({"code": "429", "message": "x"}, True),
+        ({"code": "500", "message": "x"}, True),
+        ({"message": "no code at all"}, True),
+        ({"type": "server_error", "message": "x"}, True),
+        ({"code": "content_filter", "message": "x"}, False),
+        ({"code": "400", "message": "x"}, False),
+        ({"type": "invalid_request_error", "message": "x"}, False),
+    ],
+)
+def test_in_stream_error_codes_azure_writes_as_words(error: dict[str, str], retryable: bool) -> None:
+    """An error inside the stream before any text is retried when its code says
+    "try again", whether Azure writes it as a status, a word or OpenAI's type."""
+    from nbconvo.providers.azure import AzureOpenAIProvider
+
+    provider = AzureOpenAIProvider(
+        prefix="azure", model="gpt-test", base_url="http://127.0.0.1:9",
+        environ={"AZURE_OPENAI_API_KEY": "k" * 32},
+    )
+    assert provider._stream_error(error).retryable is retryable

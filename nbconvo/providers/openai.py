@@ -34,7 +34,23 @@ from nbconvo.providers._http import (
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
-_TRANSIENT_TYPES = {"server_error", "api_error", "overloaded_error", "timeout", "rate_limit_error"}
+# Error types (OpenAI) and codes (Azure writes words) that say "try again", compared
+# lower-case without separators.
+_TRANSIENT_TYPES = frozenset(
+    {
+        "servererror",
+        "apierror",
+        "overloadederror",
+        "timeout",
+        "ratelimiterror",
+        "internalservererror",
+        "serviceunavailable",
+        "toomanyrequests",
+        "requesttimeout",
+        "badgateway",
+        "gatewaytimeout",
+    }
+)
 
 
 def length_notice(tokens: int | None) -> str:
@@ -250,8 +266,9 @@ class OpenAICompatibleProvider:
         error = error if isinstance(error, dict) else {"message": str(error)}
         message = str(error.get("message") or "unknown error")
         kind = str(error.get("type") or error.get("code") or "")
-        transient = kind in _TRANSIENT_TYPES or not kind  # Azure sends a status as the code
-        if kind.isdigit():
+        word = kind.lower().replace("_", "").replace("-", "")
+        transient = word in _TRANSIENT_TYPES or not kind
+        if kind.isdigit():  # Azure may send the HTTP status as the code
             transient = int(kind) in RETRYABLE_STATUS
         return ServiceError(f"{self.label} failed mid-answer: {message}", retryable=transient)
 
