@@ -21,6 +21,7 @@ from nbconvo._models import (
 from nbconvo.providers import PROVIDERS, create_provider, default_model_spec
 from nbconvo.providers._http import (
     EventFeed,
+    error_message_from_body,
     max_wait,
     parse_retry_after,
     redact,
@@ -161,3 +162,16 @@ def test_unknown_prefix_lists_the_new_providers() -> None:
         create_provider("nope:x")
     for prefix in ("anthropic", "gemini", "azure", "copilot"):
         assert prefix in str(caught.value)
+
+
+def test_an_html_error_page_is_summed_up_by_its_title() -> None:
+    google = (
+        "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n"
+        "  <title>Error 502 (Server Error)!!1</title>\n  <style>*{margin:0}</style>\n"
+        "  <p><b>502.</b> <ins>That’s an error.</ins>\n"
+    )
+    assert error_message_from_body(google) == ("an HTML error page (Error 502 (Server Error)!!1)", "")
+    bare = "<html><body><h1>502 Bad&nbsp;Gateway</h1><hr>nginx</body></html>"
+    assert error_message_from_body(bare) == ("an HTML error page (502 Bad Gateway nginx)", "")
+    assert error_message_from_body("upstream   connect error\n") == ("upstream connect error", "")
+    assert error_message_from_body('{"error": {"message": "busy", "code": 503}}') == ("busy", "503")

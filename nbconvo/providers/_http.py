@@ -14,6 +14,7 @@ error says how long it asked for. A failure after text arrived raises
 from __future__ import annotations
 
 import email.utils
+import html
 import itertools
 import json
 import logging
@@ -381,7 +382,7 @@ def error_message_from_body(text: str) -> tuple[str, str]:
     try:
         data = json.loads(text)
     except ValueError:
-        return text.strip()[:300], ""
+        return _plain_text_error(text), ""
     if isinstance(data, list) and data:
         data = data[0]
     error = data.get("error", data) if isinstance(data, dict) else {}
@@ -390,6 +391,22 @@ def error_message_from_body(text: str) -> tuple[str, str]:
     message = str(error.get("message") or "").strip()
     code = str(error.get("code") or error.get("type") or error.get("status") or "")
     return message[:300], code
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _plain_text_error(text: str) -> str:
+    """A body that is not JSON: a proxy's or front end's HTML page is summed up by its
+    title (or its text), never shown as markup."""
+    stripped = text.strip()
+    if stripped.startswith("<") or "<html" in stripped[:512].lower():
+        title = _TITLE.search(stripped)
+        words = _TAG.sub(" ", title.group(1) if title else stripped)
+        summary = " ".join(html.unescape(words).split())[:200]
+        return f"an HTML error page ({summary})" if summary else "an HTML error page"
+    return " ".join(stripped.split())[:300]
 
 
 def parse_json_event(label: str, data: str) -> Any:
