@@ -24,6 +24,20 @@ from tests.fakes.openai_server import FakeOpenAI
 FAKE_KEY = "sk-test-fake-key-000000000000"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _autosave_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Kernels and subprocesses a test starts without an autosave setting of its own
+    inherit this, so no test writes a session file into the working tree."""
+    if "NBCONVO_HOME" in os.environ or "NBCONVO_AUTOSAVE" in os.environ:
+        yield
+        return
+    os.environ["NBCONVO_HOME"] = str(tmp_path_factory.mktemp("nbconvo-home-session"))
+    try:
+        yield
+    finally:
+        os.environ.pop("NBCONVO_HOME", None)
+
+
 class NotebookOutputs(DisplayPublisher):
     """Keeps outputs as a notebook front end does: an update replaces the output that
     carries the same display id."""
