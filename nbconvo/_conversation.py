@@ -85,8 +85,9 @@ def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: _C
     try:
         for event in events:
             if type(event) is TextDelta:
-                keep(event.text)
-                show(event.text)
+                text = event.text
+                keep(text)
+                show(text)
             elif isinstance(event, Usage):
                 into.usage = event
             elif isinstance(event, Finish):
