@@ -4,6 +4,7 @@ conversation, and displays; it knows no provider."""
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import itertools
 import json
@@ -38,6 +39,16 @@ from nbconvo._session import SESSION, Session
 
 
 def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
+    """The magic's arguments; argparse takes ~40 µs a call, so a line seen before (most
+    cells repeat theirs, often the empty one) is answered from a cache, as a copy."""
+    parsed = _parse_cached(getattr(func, "__func__", func), line)
+    return argparse.Namespace(
+        **{k: list(v) if isinstance(v, list) else v for k, v in vars(parsed).items()}
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(func: Callable[..., Any], line: str) -> argparse.Namespace:
     try:
         args: argparse.Namespace = parse_argstring(func, line)
         return args

@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import nbconvo
 from nbconvo._display import StreamingMarkdown
-from tests.conftest import FAKE_KEY
+from tests.conftest import FAKE_KEY, one_line_error
 from tests.fakes.openai_server import Canned, FakeOpenAI
 
 
@@ -333,3 +333,18 @@ def test_load_ext_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_parsed_arguments_are_cached_as_copies_and_errors_stay_errors(
+    convo_shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbconvo._magics import ConvoMagics, _parse
+
+    first = _parse(ConvoMagics.turn, "-o answer --max-tokens 5")
+    first.out, first.max_tokens = "changed", 99  # a caller's change does not leak
+    again = _parse(ConvoMagics.turn, "-o answer --max-tokens 5")
+    assert (again.out, again.max_tokens) == ("answer", 5)
+    for _ in range(2):  # a bad line is refused every time, not cached as a result
+        assert "could not read the arguments" in one_line_error(
+            convo_shell, '%%turn -o "unbalanced\nhello', capsys
+        )
