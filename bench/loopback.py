@@ -7,8 +7,9 @@ that started it dies. Running it in another process keeps its work off the measu
 process's GIL, so both sides of every comparison see the same server.
 
 The model name sets the answer's length: ``bench-N`` streams N content chunks (default
-300). ``GET /stats`` returns what each request carried (messages and ≈tokens), so the
-peers' bench can say how much history each one sent; ``POST /stats/reset`` clears it.
+300); ``paced-R-N`` streams N chunks at R a second (for display-rate measurements).
+``GET /stats`` returns what each request carried (messages and ≈tokens), so the peers'
+bench can say how much history each one sent; ``POST /stats/reset`` clears it.
 
 Use from a benchmark: ``with Loopback() as server: server.base_url``.
 """
@@ -189,10 +190,16 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             self.send_header("cache-control", "no-cache")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
+            rate = int(model.split("-")[1]) if model.startswith("paced-") else 0
+            started = time.monotonic()
             try:
-                for piece in state.events(model, chunks, usage):
+                for i, piece in enumerate(state.events(model, chunks, usage)):
                     self.wfile.write(piece)
                     self.wfile.flush()
+                    if rate:  # keep to the schedule: sleep only when ahead of it
+                        ahead = started + i / rate - time.monotonic()
+                        if ahead > 0:
+                            time.sleep(ahead)
             except (BrokenPipeError, ConnectionResetError):
                 return
 
