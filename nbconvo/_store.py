@@ -216,7 +216,7 @@ def autosave_path(user_ns: dict[str, Any] | None = None) -> Path | None:
 # --- autosave: a snapshot plus an append-only journal ----------------------------------
 
 JOURNAL_FORMAT = "nbconvo-journal"
-_MIN_COMPACT_BYTES = 64 * 1024
+_MIN_COMPACT_BYTES = 1024 * 1024
 
 
 def journal_path(path: Path) -> Path:
@@ -324,51 +324,45 @@ def _shape(session: Session) -> tuple[Any, ...]:
 
 
 class _Syncer:
-    """fsyncs journal files on a daemon thread, so a turn does not wait for the disk."""
+    """fsyncs journal files on a daemon thread, so a turn does not wait for the disk.
 
-    def __init__(self) -> None:
-        self._pending: dict[int, int] = {}  # original fd -> its duplicate to sync
+    A request waits ``delay`` seconds before its fsync, so the lines of turns that follow
+    in quick succession share one (a later fsync covers every earlier write)."""
+
+    def __init__(self, delay: float = 0.2) -> None:
+        self.delay = delay
+        self._pending: dict[str, int] = {}  # journal id -> a duplicate of its descriptor
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._busy = False
 
-    def sync(self, fd: int) -> None:
-        duplicate = os.dup(fd)  # the thread owns it: closing the journal cannot race it
+    def sync(self, fd: int, key: str) -> None:
         with self._ready:
-            stale = self._pending.pop(fd, None)
-            self._pending[fd] = duplicate
+            if key in self._pending:
+                return  # the fsync already waiting will cover this write
+            # The thread owns a duplicate: closing the journal cannot race its fsync.
+            self._pending[key] = os.dup(fd)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="nbconvo-autosave-sync", daemon=True
                 )
                 self._thread.start()
             self._ready.notify()
-        if stale is not None:
-            os.close(stale)
-
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every requested sync is done (tests; exit)."""
-        deadline = time.monotonic() + timeout
-        with self._ready:
-            while (self._pending or self._busy) and time.monotonic() < deadline:
-                self._ready.wait(0.01)
 
     def _run(self) -> None:
         while True:
             with self._ready:
                 while not self._pending:
                     self._ready.wait()
-                _fd, duplicate = self._pending.popitem()
-                self._busy = True
-            try:
-                os.fsync(duplicate)
-            except OSError:
-                pass  # the next snapshot fsyncs; a failed write is reported where it happens
-            finally:
-                os.close(duplicate)
+            time.sleep(self.delay)
             with self._ready:
-                self._busy = False
-                self._ready.notify_all()
+                pending, self._pending = list(self._pending.values()), {}
+            for duplicate in pending:
+                try:
+                    os.fsync(duplicate)
+                except OSError:
+                    pass  # the next snapshot fsyncs; a failed write is reported where it happens
+                finally:
+                    os.close(duplicate)
 
 
 _SYNCER = _Syncer()
@@ -390,6 +384,7 @@ class Autosaver:
 
     def __init__(self) -> None:
         self.path: Path | None = None
+        self._base = ""
         self._fd: int | None = None
         self._marks: dict[str, _Mark] = {}
         self._shape: tuple[Any, ...] = ()
@@ -419,7 +414,7 @@ class Autosaver:
                 f"cannot write {journal_path(path)} ({error.strerror}): choose another folder "
                 "with NBCONVO_HOME or `%convo save PATH`; nothing was lost in memory"
             ) from None
-        _SYNCER.sync(self._fd)
+        _SYNCER.sync(self._fd, self._base)
         for change in changes:
             self._marks[change["name"]] = _Mark(session.conversations[change["name"]])
         self._current = session.current_name
@@ -442,7 +437,7 @@ class Autosaver:
             self._fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as error:
             raise PersistenceError(f"cannot write {journal} ({error.strerror})") from None
-        self.path = path
+        self.path, self._base = path, base
         self._marks = {name: _Mark(c) for name, c in session.conversations.items()}
         self._shape = _shape(session)
         self._current = session.current_name

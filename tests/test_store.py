@@ -337,3 +337,22 @@ def test_bad_cassettes(shell: InteractiveShell, tmp_path: Path, monkeypatch: pyt
 def test_replay_needs_an_existing_cassette(shell: InteractiveShell, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert "no cassette at" in one_line_error(shell, f"%convo replay {tmp_path / 'x.jsonl'} --mode replay", capsys)
+
+
+def test_the_journal_is_folded_into_a_snapshot_once_it_outgrows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbconvo._store as store
+
+    monkeypatch.setattr(store, "_MIN_COMPACT_BYTES", 0)
+    path = tmp_path / "s.nbconvo.json"
+    session, saver = _journaled_session(path, 40)
+    saver.close()
+    snapshot = json.loads(path.read_text())
+    journal_lines = journal_path(path).read_text().splitlines()
+    # Folded along the way: the snapshot holds most turns, the journal only the latest.
+    assert len(snapshot["conversations"][0]["tree"]["turns"]) > 20
+    assert len(journal_lines) - 1 < 20
+    stored = read_document(path)
+    stored.pop("journal")
+    assert stored == _session_document(session)
