@@ -229,12 +229,9 @@ class OpenAICompatibleProvider:
             for choice in chunk.get("choices") or ():
                 delta = choice.get("delta")  # Azure filter chunks carry no delta
                 if delta:
-                    text = delta.get("content")
+                    text = delta.get("content") or delta.get("refusal")  # never both
                     if text:
                         yield TextDelta(text)
-                    refusal = delta.get("refusal")
-                    if refusal:
-                        yield TextDelta(refusal)
                 reason = choice.get("finish_reason")
                 if reason:
                     finish = Finish(_FINISH.get(reason, "other"))
