@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from nbconvo._errors import PersistenceError, ReplayMiss, UsageError
 from nbconvo._store import write_atomic
-from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
 from nbconvo.providers import Provider
 
 Mode = Literal["record", "replay", "auto"]
@@ -51,13 +51,15 @@ def request_key(request: ChatRequest) -> str:
 
 
 def _event_to_json(event: ProviderEvent) -> dict[str, Any]:
+    if isinstance(event, str):
+        return {"text": event, "kind": "text"}
     return asdict(event)
 
 
 def _event_from_json(data: dict[str, Any]) -> ProviderEvent:
     kind = data.get("kind")
     if kind == "text":
-        return TextDelta(str(data["text"]))
+        return str(data["text"])
     if kind == "usage":
         return Usage(int(data["input_tokens"]), int(data["output_tokens"]))
     if kind == "finish":

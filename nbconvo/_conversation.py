@@ -22,7 +22,7 @@ from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
 from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
-from nbconvo._types import ChatRequest, Finish, Message, Notice, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, Message, Notice, Usage
 from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
 
 Listener = Callable[[str, dict[str, Any]], None]
@@ -84,10 +84,9 @@ def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: _C
     keep, show = into.parts.append, sink.on_text  # once per token: keep the loop lean
     try:
         for event in events:
-            if type(event) is TextDelta:
-                text = event.text
-                keep(text)
-                show(text)
+            if type(event) is str:  # a piece of the answer
+                keep(event)
+                show(event)
             elif isinstance(event, Usage):
                 into.usage = event
             elif isinstance(event, Finish):

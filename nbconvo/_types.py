@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Literal, TypeAlias, TypedDict
 
 Role = Literal["system", "user", "assistant"]
 
@@ -31,14 +31,9 @@ class ChatRequest:
         return head + list(self.messages)
 
 
-@dataclass(slots=True)
-class TextDelta:
-    """A piece of the answer. One is built per streamed token, so it is a slotted
-    dataclass rather than a frozen one (whose ``__init__`` costs three times as much);
-    nothing mutates it after the provider yields it."""
-
-    text: str
-    kind: Literal["text"] = "text"
+# A piece of the answer is a plain ``str``: it is the one event per streamed token, and
+# a wrapper object around it cost a tenth of a microsecond a token (≈1% of a stream's CPU).
+TextDelta: TypeAlias = str
 
 
 @dataclass(frozen=True)

@@ -192,7 +192,7 @@ def run(provider: Provider, request: ChatRequest) -> Outcome:
         for event in provider.stream(request):
             outcome.events.append(event)
             if isinstance(event, TextDelta):
-                outcome.text += event.text
+                outcome.text += event
             elif isinstance(event, Usage):
                 outcome.usage = event
             elif isinstance(event, Finish):

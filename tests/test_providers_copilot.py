@@ -48,7 +48,7 @@ def test_cumulative_snapshots_become_deltas_never_repeated(
 ) -> None:
     with CASE.running(monkeypatch):
         outcome = run(CASE.provider(), chat("hello"))
-        deltas = [e.text for e in outcome.events if isinstance(e, TextDelta)]
+        deltas = [e for e in outcome.events if isinstance(e, TextDelta)]
         assert deltas == ["echo", " #1:", " hel", "lo"]
 
 

@@ -13,7 +13,8 @@ from nbconvo._types import ChatRequest, ProviderEvent
 
 
 class Provider(Protocol):
-    """One configured backend. ``stream`` yields TextDelta, Usage, Finish and Notice events.
+    """One configured backend. ``stream`` yields the answer's text as plain ``str`` pieces,
+    and ``Usage``, ``Finish`` and ``Notice`` events.
 
     It raises ``ProviderError`` (or a subclass) on failure; it must stop cleanly when the
     caller stops iterating (the generator is closed on interrupt).

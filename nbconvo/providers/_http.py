@@ -36,7 +36,7 @@ from tenacity import (
 )
 
 from nbconvo._errors import ConfigurationError, ProviderError, StreamInterrupted
-from nbconvo._types import ProviderEvent, TextDelta
+from nbconvo._types import ProviderEvent
 
 log = logging.getLogger("nbconvo.providers")
 
@@ -276,8 +276,8 @@ class SSEStream:
         parts: list[str] = []
         try:
             for event in itertools.chain(head, rest):
-                if type(event) is TextDelta:
-                    parts.append(event.text)
+                if type(event) is str:
+                    parts.append(event)
                 yield event
         except httpx.TransportError as error:
             raise StreamInterrupted(
@@ -304,7 +304,7 @@ class SSEStream:
         try:
             for event in events:
                 head.append(event)
-                if isinstance(event, TextDelta):
+                if type(event) is str:
                     break
         except httpx_sse.SSEError as error:
             response.close()

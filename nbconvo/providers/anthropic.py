@@ -20,7 +20,7 @@ import httpx
 
 from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
-from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, Usage
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -149,11 +149,11 @@ class AnthropicProvider:
             elif kind == "content_block_start":
                 block = data.get("content_block") or {}
                 if block.get("type") == "text" and block.get("text"):
-                    yield TextDelta(block["text"])
+                    yield str(block["text"])
             elif kind == "content_block_delta":
                 delta = data.get("delta") or {}
                 if delta.get("type") == "text_delta" and delta.get("text"):
-                    yield TextDelta(delta["text"])
+                    yield str(delta["text"])
             elif kind == "message_delta":
                 stop = (data.get("delta") or {}).get("stop_reason") or stop
                 usage = data.get("usage") or {}

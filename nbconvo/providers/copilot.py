@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from nbconvo._errors import ProviderError
-from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, TextDelta
+from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -277,9 +277,9 @@ class _Reply:
         if final:
             self.complete = True
 
-    def _emit(self, text: str) -> TextDelta:
+    def _emit(self, text: str) -> str:
         self.emitted += text
-        return TextDelta(text)
+        return text
 
     def _assistant_text(self, messages: list[dict[str, Any]], final: bool) -> str | None:
         by_id = [m for m in messages if self.message_id and m.get("id") == self.message_id]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from nbconvo._models import known_names
-from nbconvo._types import ChatRequest, Finish, ProviderEvent, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -152,7 +152,7 @@ class GeminiProvider:
             for candidate in (chunk.get("candidates") or [])[:1]:
                 for part in (candidate.get("content") or {}).get("parts") or []:
                     if part.get("text") and not part.get("thought"):
-                        yield TextDelta(part["text"])
+                        yield str(part["text"])
                 reason = candidate.get("finishReason") or reason
         if reason is None:
             stray = feed.stray_json()

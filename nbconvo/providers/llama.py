@@ -39,7 +39,7 @@ from nbconvo._errors import (
     StreamInterrupted,
 )
 from nbconvo._localmodel import resolve_llama_target
-from nbconvo._types import ChatRequest, Finish, Message, ProviderEvent, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, Message, ProviderEvent, Usage
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -285,7 +285,7 @@ class LlamaProvider:
                     content = (choice.get("delta") or {}).get("content")
                     if content:
                         parts.append(content)
-                        yield TextDelta(content)
+                        yield content
                     reason = choice.get("finish_reason")
                     if reason:
                         yield Finish(_FINISH.get(reason, "other"))

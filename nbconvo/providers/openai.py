@@ -19,7 +19,7 @@ import httpx
 
 from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
-from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, TextDelta, Usage
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -231,7 +231,7 @@ class OpenAICompatibleProvider:
                 if delta:
                     text = delta.get("content") or delta.get("refusal")  # never both
                     if text:
-                        yield TextDelta(text)
+                        yield text
                 reason = choice.get("finish_reason")
                 if reason:
                     finish = Finish(_FINISH.get(reason, "other"))
