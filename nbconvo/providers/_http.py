@@ -377,6 +377,66 @@ class SSEStream:
         return error
 
 
+class HTTPProvider:
+    """What every HTTP provider shares: its settings, its label, the key it sends and one
+    ``SSEStream`` (built on first use, so a missing key fails the turn, not the setup).
+    Subclasses set the key variable and where the base URL comes from, and describe
+    their service's errors."""
+
+    name = ""
+    key_variable = ""
+    base_url_variables: tuple[str, ...] = ()  # environment variables naming the base URL
+    vendor_base_url = ""
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        model: str,
+        base_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.prefix = prefix
+        self.model = self.model_name(model)
+        self.transport = transport
+        self.base_url = self.resolve_base_url(base_url)
+        self._stream: SSEStream | None = None
+
+    def model_name(self, model: str) -> str:
+        """The model as this service names it."""
+        return model
+
+    def resolve_base_url(self, explicit: str | None) -> str:
+        """``--base-url``, else the first set variable, else the vendor's address."""
+        return base_url_from(explicit, self.environ, self.base_url_variables, self.vendor_base_url)
+
+    @property
+    def label(self) -> str:
+        return f"{self.prefix}:{self.model}"
+
+    def secret(self) -> str | None:
+        """The key or token this provider sends (redacted from every error)."""
+        return require_key(self.key_variable, self.prefix, self.environ)
+
+    def _describe_error(
+        self, status: int, text: str, headers: Mapping[str, str]
+    ) -> tuple[str, bool]:
+        raise NotImplementedError
+
+    def _sse(self) -> SSEStream:
+        if self._stream is None:
+            key = self.secret()
+            self._stream = SSEStream(
+                label=self.label,
+                describe_error=self._describe_error,
+                secrets=(key,) if key else (),
+                transport=self.transport,
+            )
+        return self._stream
+
+
 def error_message_from_body(text: str) -> tuple[str, str]:
     """(message, code-or-type) from the common ``{"error": {...}}`` body shapes."""
     try:

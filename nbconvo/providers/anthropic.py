@@ -12,11 +12,8 @@ tool and citation deltas are skipped), ``message_delta`` (stop reason, cumulativ
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
@@ -24,9 +21,8 @@ from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, 
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
+    HTTPProvider,
     ServiceError,
-    SSEStream,
-    base_url_from,
     error_message_from_body,
     parse_json_event,
     require_key,
@@ -53,32 +49,12 @@ def alternate(messages: list[Message]) -> list[dict[str, str]]:
     return out
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPProvider):
     name = "anthropic"
     key_variable = "ANTHROPIC_API_KEY"
-
-    def __init__(
-        self,
-        *,
-        prefix: str,
-        model: str,
-        base_url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.environ = os.environ if environ is None else environ
-        self.prefix = prefix
-        self.model = model
-        self.base_url = base_url_from(
-            base_url, self.environ, ("ANTHROPIC_BASE_URL",), ANTHROPIC_BASE_URL
-        )
-        self.transport = transport
-        self._stream: SSEStream | None = None
-        self._dropped: tuple[float | None, int | None] = (None, None)
-
-    @property
-    def label(self) -> str:
-        return f"{self.prefix}:{self.model}"
+    base_url_variables = ("ANTHROPIC_BASE_URL",)
+    vendor_base_url = ANTHROPIC_BASE_URL
+    _dropped: tuple[float | None, int | None] = (None, None)  # noted once
 
     def url(self) -> str:
         # The SDK's base URL has no /v1; accept one written with it.
@@ -112,16 +88,8 @@ class AnthropicProvider:
                 f"{' and '.join(names)} not sent: Anthropic API version {API_VERSION} "
                 "accepts no sampling parameters"
             )
-        if self._stream is None:
-            key = require_key(self.key_variable, self.prefix, self.environ)
-            self._stream = SSEStream(
-                label=self.label,
-                describe_error=self._describe_error,
-                secrets=(key,),
-                transport=self.transport,
-            )
         body = self.body(request)
-        yield from self._stream.stream(
+        yield from self._sse().stream(
             self.url(),
             body=body,
             headers=self.headers(),

@@ -29,17 +29,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from nbconvo._errors import ProviderError
 from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
+    HTTPProvider,
     HttpStatusError,
     ServiceError,
-    SSEStream,
-    base_url_from,
     error_message_from_body,
     parse_json_event,
     require_key,
@@ -77,47 +74,20 @@ def _state(system: str | None, messages: list[Message]) -> State:
     return (system or "", tuple((m["role"], m["content"]) for m in messages))
 
 
-class CopilotProvider:
+class CopilotProvider(HTTPProvider):
     name = "copilot"
     key_variable = "NBCONVO_M365_TOKEN"
+    base_url_variables = ("NBCONVO_M365_BASE_URL",)
+    vendor_base_url = M365_BASE_URL
 
-    def __init__(
-        self,
-        *,
-        prefix: str,
-        model: str,
-        base_url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.environ = os.environ if environ is None else environ
-        self.prefix = prefix
-        self.model = model
-        self.base_url = base_url_from(
-            base_url, self.environ, ("NBCONVO_M365_BASE_URL",), M365_BASE_URL
-        )
-        self.transport = transport
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
         self.time_zone = machine_time_zone(self.environ)
         self.conversations: dict[State, str] = {}  # what each server conversation holds
-        self._stream: SSEStream | None = None
         self._told = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.prefix}:{self.model}"
 
     def _token(self) -> str:
         return require_key(self.key_variable, self.prefix, self.environ)
-
-    def _sse(self) -> SSEStream:
-        if self._stream is None:
-            self._stream = SSEStream(
-                label=self.label,
-                describe_error=self._describe_error,
-                secrets=(self._token(),),
-                transport=self.transport,
-            )
-        return self._stream
 
     def chat_body(self, prompt: str, context: list[dict[str, str]]) -> dict[str, Any]:
         body: dict[str, Any] = {

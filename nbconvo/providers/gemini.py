@@ -11,20 +11,16 @@ shown to the user. A failure after the stream began arrives as bare JSON, not ``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from nbconvo._models import known_names
 from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
+    HTTPProvider,
     ServiceError,
-    SSEStream,
-    base_url_from,
     error_message_from_body,
     parse_json_event,
     require_key,
@@ -48,34 +44,17 @@ _FILTERED = {
 _TRANSIENT_STATUS = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
 
 
-class GeminiProvider:
+class GeminiProvider(HTTPProvider):
     name = "gemini"
     key_variable = "GEMINI_API_KEY"
     key_alternatives = ("GOOGLE_API_KEY",)
+    base_url_variables = ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
+    vendor_base_url = GEMINI_BASE_URL
 
-    def __init__(
-        self,
-        *,
-        prefix: str,
-        model: str,
-        base_url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        self.environ = os.environ if environ is None else environ
-        self.prefix = prefix
-        self.model = model.removeprefix("models/")
-        self.base_url = base_url_from(
-            base_url, self.environ, ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"), GEMINI_BASE_URL
-        )
-        self.transport = transport
-        self._stream: SSEStream | None = None
+    def model_name(self, model: str) -> str:
+        return model.removeprefix("models/")  # the name as Google's model list writes it
 
-    @property
-    def label(self) -> str:
-        return f"{self.prefix}:{self.model}"
-
-    def _key(self) -> str:
+    def secret(self) -> str:
         return require_key(
             self.key_variable, self.prefix, self.environ, alternatives=self.key_alternatives
         )
@@ -110,15 +89,8 @@ class GeminiProvider:
         return body
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
-        key = self._key()
-        if self._stream is None:
-            self._stream = SSEStream(
-                label=self.label,
-                describe_error=self._describe_error,
-                secrets=(key,),
-                transport=self.transport,
-            )
-        yield from self._stream.stream(
+        key = self.secret()
+        yield from self._sse().stream(
             self.url(),
             body=self.body(request),
             headers={"x-goog-api-key": key},

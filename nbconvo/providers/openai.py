@@ -11,11 +11,8 @@ stop can say how many tokens the answer had.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
@@ -23,9 +20,9 @@ from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
+    HTTPProvider,
     HttpStatusError,
     ServiceError,
-    SSEStream,
     base_url_from,
     error_message_from_body,
     parse_json_event,
@@ -59,31 +56,17 @@ def length_notice(tokens: int | None) -> str:
     return "answer cut at the max-tokens limit: raise it with --max-tokens N"
 
 
-class OpenAICompatibleProvider:
+class OpenAICompatibleProvider(HTTPProvider):
     """Chat Completions over SSE. Subclasses decide the base URL, the URL and the key."""
 
     name = "openai-compatible"
     key_variable = "NBCONVO_API_KEY"
     key_required = False
     service = "the server"
+    _dropped: float | None = None  # the temperature last dropped, noted once
 
-    def __init__(
-        self,
-        *,
-        prefix: str,
-        model: str,
-        base_url: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        env = os.environ if environ is None else environ
-        self.prefix = prefix
-        self.model = model
-        self.environ = env
-        self.base_url = (base_url or self.default_base_url(env)).rstrip("/")
-        self.transport = transport
-        self._stream: SSEStream | None = None
-        self._dropped: float | None = None
+    def resolve_base_url(self, explicit: str | None) -> str:
+        return (explicit or self.default_base_url(self.environ)).rstrip("/")
 
     def default_base_url(self, env: Mapping[str, str]) -> str:
         url = env.get("NBCONVO_BASE_URL")
@@ -94,9 +77,8 @@ class OpenAICompatibleProvider:
             )
         return url
 
-    @property
-    def label(self) -> str:
-        return f"{self.prefix}:{self.model}"
+    def secret(self) -> str | None:
+        return self.api_key()
 
     def api_key(self) -> str | None:
         if self.key_required:
@@ -153,17 +135,6 @@ class OpenAICompatibleProvider:
                 False,
             )
         return (f"{where}: {message or 'request failed'}", status in RETRYABLE_STATUS)
-
-    def _sse(self) -> SSEStream:
-        if self._stream is None:
-            key = self.api_key()
-            self._stream = SSEStream(
-                label=self.label,
-                describe_error=self._describe_error,
-                secrets=(key,) if key else (),
-                transport=self.transport,
-            )
-        return self._stream
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         body = self.body(request)
