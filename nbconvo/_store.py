@@ -9,6 +9,7 @@ Autosave writes such a snapshot once, then appends what changed to a journal bes
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -200,17 +201,25 @@ def load_session(session: Session, path: Path) -> None:
 def autosave_path(user_ns: dict[str, Any] | None = None) -> Path | None:
     """Where the session autosaves: NBCONVO_AUTOSAVE (a file, or "off"), else beside the
     notebook (JupyterLab tells the kernel its path) or in NBCONVO_HOME, else the cwd."""
-    explicit = os.environ.get("NBCONVO_AUTOSAVE")
+    notebook = (user_ns or {}).get("__session__") or os.environ.get("JPY_SESSION_NAME")
+    return _autosave_path(
+        os.environ.get("NBCONVO_AUTOSAVE") or "",
+        str(notebook) if notebook else "",
+        os.environ.get("NBCONVO_HOME") or "",
+        os.getcwd(),
+    )
+
+
+@functools.lru_cache(maxsize=32)  # asked after every change: its inputs rarely change
+def _autosave_path(explicit: str, notebook: str, home: str, cwd: str) -> Path | None:
     if explicit:
         return None if explicit.lower() in ("off", "0", "false") else Path(explicit)
-    notebook = (user_ns or {}).get("__session__") or os.environ.get("JPY_SESSION_NAME")
-    stem = Path(str(notebook)).stem if notebook else "nbconvo-session"
-    home = os.environ.get("NBCONVO_HOME")
+    stem = Path(notebook).stem if notebook else "nbconvo-session"
     if home:
         return Path(home) / f"{stem}.nbconvo.json"
-    if notebook and Path(str(notebook)).is_absolute():
-        return Path(str(notebook)).with_suffix(".nbconvo.json")
-    return Path.cwd() / f"{stem}.nbconvo.json"
+    if notebook and Path(notebook).is_absolute():
+        return Path(notebook).with_suffix(".nbconvo.json")
+    return Path(cwd) / f"{stem}.nbconvo.json"
 
 
 # --- autosave: a snapshot plus an append-only journal ----------------------------------
