@@ -1,6 +1,6 @@
 """pyinstrument profiles of the paths whose goals are tight or missed, for RESULTS.md:
 ``%%turn`` streaming a 10,000-token answer, ``Conversation.ask`` at 1,000 turns of
-history, and ``%%turn`` with autosave on at 1,000 turns. Writes bench/out/profile-*.txt.
+history, and ``%%turn`` with autosave on at 10 turns (the one goal still short). Writes bench/out/profile-*.txt.
 
 Run: ``.venv/bin/python bench/profile_misses.py``.
 """
@@ -43,8 +43,9 @@ def main() -> int:
         profile("streaming", bench.turn, bench.undo_turn, 4)
         bench.setup(1000, "bench-300")
         profile("ask-1000", bench.ask, bench.undo_ask, 30)
+        bench.setup(10, "bench-300")
         autosave(True, home)
-        profile("turn-autosave-1000", bench.turn, bench.undo_turn, 15)
+        profile("turn-autosave-10", bench.turn, bench.undo_turn, 100)
     return 0
 
 

@@ -111,31 +111,33 @@ def main() -> int:
         "One turn of a 300-chunk answer. *raw* is httpx + httpx-sse posting the very body",
         "nbconvo sends and JSON-decoding every event (the limit); *ask* is",
         "`Conversation.ask`; *%%turn* is the cell magic in an `InteractiveShell` (display",
-        "updates included) with autosave off, and with the default autosave on (the whole",
-        "session rewritten and fsynced after each turn). The ratio is median / median of raw;",
-        "*paired* is the median of the per-round ratios.",
+        "updates included) with the default autosave on (one journal line a turn, see",
+        "`_store.Autosaver`), and with autosave off. The ratio is median / median of raw;",
+        "*paired* is the median of the per-round ratios. The goal is checked on `ask` and on",
+        "`%%turn` as users run it (autosave on).",
         "",
-        "| history | raw | ask | %%turn | %%turn + autosave | ratio ask | ratio %%turn | ratio %%turn + autosave | goal |",
+        "| history | raw | ask | %%turn, autosave off | %%turn | ratio ask | ratio %%turn, autosave off | ratio %%turn | goal |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     turn = load("turn")
     if turn:
         for history, goal in ((10, 1.10), (1000, 1.15)):
             r = turn[f"overhead_{history}"]
-            ask_ok, turn_ok = r["ratio_ask"] <= goal, r["ratio_turn"] <= goal
+            ask_ok, turn_ok = r["ratio_ask"] <= goal, r["ratio_turn_autosave"] <= goal
             ok = ask_ok and turn_ok
             lines.append(
                 f"| {history:,} turns ({r['body_bytes'] / 1e3:,.0f} kB body) | {ms(r['raw'])} | "
                 f"{ms(r['ask'])} | {ms(r['turn'])} | {ms(r['turn_autosave'])} | "
                 f"{r['ratio_ask']:.3f} (paired {r['paired_ask']['median']:.3f}) | "
                 f"{r['ratio_turn']:.3f} (paired {r['paired_turn']['median']:.3f}) | "
-                f"{r['ratio_turn_autosave']:.2f} | ≤ {goal:.2f}: {verdict(ok)} |"
+                f"{r['ratio_turn_autosave']:.3f} (paired {r['paired_turn_autosave']['median']:.3f}) | "
+                f"≤ {goal:.2f}: {verdict(ok)} |"
             )
             headline.append(
                 (
                     f"one turn / raw httpx, {history:,} turns of history",
-                    f"ask {r['ratio_ask']:.2f}, %%turn {r['ratio_turn']:.2f} "
-                    f"(autosave on: {r['ratio_turn_autosave']:.2f})",
+                    f"ask {r['ratio_ask']:.2f}, %%turn {r['ratio_turn_autosave']:.2f} "
+                    f"(autosave off: {r['ratio_turn']:.2f})",
                     f"≤ {goal:.2f}: ask {verdict(ask_ok)}, %%turn {verdict(turn_ok)}",
                 )
             )
@@ -227,7 +229,8 @@ def main() -> int:
             "its ≈50 ms a turn is CPU time in its own process (≈47 ms of CPU a turn, ≈150 µs",
             "an event, measured with `time.process_time`), not waiting on the server; it was",
             "not profiled further. Each tool's first turn includes its",
-            "lazy loading (nbconvo's: the tokenizer's table, see the analysis above).",
+            "lazy loading (nbconvo's: httpx and the provider; the tokenizer is not loaded",
+            "when the server reports usage).",
         ]
     else:
         lines.append("Not measured.")
@@ -238,17 +241,19 @@ def main() -> int:
     st = turn.get("streaming") if turn else None
     if st:
         # The throttle allows one update per 50 ms; the final update (the whole answer)
-        # is sent however soon it comes, so it is left out of the throttled rate.
-        throttled = (st["updates"]["median"] - 1) / st["wall_turn"]["median"]
+        # is sent however soon it comes, so it is left out of the throttled rate. The
+        # unpaced answer lasts ~0.1 s, too short for a rate: it is taken from the paced one.
+        throttled = st["paced_updates_per_s"]["median"]
         rate_ok = throttled <= 20.5
         cpu_ok = st["cpu_overhead"] < 0.05
         lines += [
             f"A {st['tokens']:,}-token answer as fast as loopback allows, through `%%turn` (display",
             "updates counted by a notebook-like display publisher) vs the raw read.",
             "",
-            f"- Display updates: {st['updates']['median']:.0f} per answer (the final one included), "
-            f"{st['updates_per_s']['median']:.1f} a second with the final one, {throttled:.1f} "
-            f"without it (goal ≈20: {verdict(rate_ok)})",
+            f"- Display updates: {st['updates']['median']:.0f} per answer (the final one included) "
+            f"in {ms(st['wall_turn'], 0)}; paced at 5,000 tokens a second (2 s), "
+            f"{ms(st['paced_updates_per_s'], 1, 1, '/s')} without the final one "
+            f"(goal ≈20: {verdict(rate_ok)})",
             f"- Wall: raw {ms(st['wall_raw'], 0)}, %%turn {ms(st['wall_turn'], 0)}",
             f"- Process CPU: raw {ms(st['cpu_raw'], 0)}, %%turn {ms(st['cpu_turn'], 0)}: "
             f"overhead {st['cpu_overhead']:+.1%} (goal < 5%: {verdict(cpu_ok)})",
@@ -262,7 +267,7 @@ def main() -> int:
         )
         headline.append(
             (
-                "streaming: display updates a second (without the final one)",
+                "streaming: display updates a second (paced stream, without the final one)",
                 f"{throttled:.1f}",
                 f"≈20: {verdict(rate_ok)}",
             )
