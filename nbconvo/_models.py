@@ -10,6 +10,7 @@ is sent to them as given.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -64,6 +65,7 @@ KNOWN_MODELS: dict[str, ModelInfo] = {
 DEFAULT_MAX_TOKENS = 8_192
 
 
+@functools.lru_cache(maxsize=256)  # the table is fixed; a turn asks several times
 def lookup(spec: str) -> ModelInfo | None:
     """The row for ``PROVIDER:MODEL``. An Azure deployment named after an OpenAI model
     (``azure:gpt-4o``) uses that model's row."""

@@ -59,6 +59,8 @@ class ConversationTree:
     branches: dict[str, int | None] = field(default_factory=lambda: {MAIN: None})
     current: str = MAIN
     next_id: int = 1
+    # Positions never change (a turn's parent is fixed), so each is computed once.
+    _depths: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     # --- reading -------------------------------------------------------------------
     @property
@@ -92,11 +94,18 @@ class ConversationTree:
 
     def depth(self, turn_id: int) -> int:
         """1-based position of a turn counted from the root."""
-        depth = 0
+        known = self._depths
+        if turn_id in known:
+            return known[turn_id]
+        pending: list[int] = []  # walk up only to the first ancestor already known
         tip: int | None = turn_id
-        while tip is not None:
-            depth += 1
+        while tip is not None and tip not in known:
+            pending.append(tip)
             tip = self.turns[tip].parent
+        depth = known[tip] if tip is not None else 0
+        for node in reversed(pending):
+            depth += 1
+            known[node] = depth
         return depth
 
     def version(self, turn_id: int) -> tuple[int, int]:
