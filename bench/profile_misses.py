@@ -1,6 +1,7 @@
 """pyinstrument profiles of the paths whose goals are tight or missed, for RESULTS.md:
 ``%%turn`` streaming a 10,000-token answer, ``Conversation.ask`` at 1,000 turns of
-history, and ``%%turn`` with autosave on at 10 turns (the one goal still short). Writes bench/out/profile-*.txt.
+history, and ``%%turn`` with autosave on at 10 turns (the one goal still short). Writes
+bench/out/profile-*.txt.
 
 Run: ``.venv/bin/python bench/profile_misses.py``.
 """
