@@ -394,6 +394,7 @@ class Autosaver:
     def __init__(self) -> None:
         self.path: Path | None = None
         self._base = ""
+        self._snapshot_inode = 0
         self._fd: int | None = None
         self._marks: dict[str, _Mark] = {}
         self._shape: tuple[Any, ...] = ()
@@ -402,7 +403,12 @@ class Autosaver:
         self._snapshot_bytes = 0
 
     def save(self, session: Session, path: Path) -> None:
-        if path != self.path or self._fd is None or self._shape != _shape(session):
+        if (
+            path != self.path
+            or self._fd is None
+            or self._shape != _shape(session)
+            or self._files_moved(path, self._fd)
+        ):
             self.snapshot(session, path)
             return
         changes = [
@@ -447,11 +453,20 @@ class Autosaver:
         except OSError as error:
             raise PersistenceError(f"cannot write {journal} ({error.strerror})") from None
         self.path, self._base = path, base
+        self._snapshot_inode = os.stat(path).st_ino
         self._marks = {name: _Mark(c) for name, c in session.conversations.items()}
         self._shape = _shape(session)
         self._current = session.current_name
         self._journal_bytes = 0
         self._snapshot_bytes = len(text)
+
+    def _files_moved(self, path: Path, fd: int) -> bool:
+        """True when the snapshot was deleted or replaced (another save, another kernel)
+        or the journal deleted: lines appended now would not be read back."""
+        try:
+            return os.stat(path).st_ino != self._snapshot_inode or os.fstat(fd).st_nlink == 0
+        except OSError:
+            return True
 
     def close(self) -> None:
         if self._fd is not None:

@@ -356,3 +356,30 @@ def test_the_journal_is_folded_into_a_snapshot_once_it_outgrows_it(
     stored = read_document(path)
     stored.pop("journal")
     assert stored == _session_document(session)
+
+
+@pytest.mark.parametrize("what", ["deleted", "replaced", "journal deleted"])
+def test_autosave_starts_afresh_when_its_files_are_deleted_or_replaced(
+    tmp_path: Path, what: str
+) -> None:
+    """Lines appended to a journal nobody will read would be lost: a snapshot deleted or
+    replaced (say, by another kernel's save), or a deleted journal, makes the next save a
+    whole new snapshot."""
+    path = tmp_path / "s.nbconvo.json"
+    session, saver = _journaled_session(path, 3)
+    if what == "deleted":
+        path.unlink()
+        journal_path(path).unlink()
+    elif what == "replaced":
+        other = Session()
+        Autosaver().snapshot(other, path)  # a different session's snapshot and journal
+    else:
+        journal_path(path).unlink()
+    tree = session.current().tree
+    tree.append(Turn(id=tree.new_turn_id(), parent=tree.head, prompt="p3", answer="a3"))
+    saver.save(session, path)
+    saver.close()
+    stored = read_document(path)
+    stored.pop("journal")
+    assert stored == _session_document(session)
+    assert len(stored["conversations"][0]["tree"]["turns"]) == 4
