@@ -77,6 +77,7 @@ class Cassette:
         self.mode = mode
         self.notebook = notebook
         self.entries: dict[str, dict[str, Any]] = {}
+        self._lines: dict[str, str] = {}  # each entry serialized once, not at every save
         self.windows: dict[str, int] = {}
         self.hits = 0
         self.recorded = 0
@@ -111,6 +112,7 @@ class Cassette:
                 for event in data["events"]:
                     _event_from_json(event)
                 self.entries[str(data["key"])] = data
+                self._lines[str(data["key"])] = line
             except PersistenceError:
                 raise
             except Exception as error:
@@ -137,11 +139,13 @@ class Cassette:
 
     def record(self, request: ChatRequest, events: list[ProviderEvent]) -> None:
         key = request_key(request)
-        self.entries[key] = {  # a re-recording replaces the entry in place: stable files
+        entry = {  # a re-recording replaces the entry in place: stable files
             "key": key,
             "request": canonical_request(request),
             "events": [_event_to_json(e) for e in events],
         }
+        self.entries[key] = entry
+        self._lines[key] = json.dumps(entry, ensure_ascii=False, sort_keys=True)
         self.recorded += 1
         self.save()
 
@@ -152,8 +156,7 @@ class Cassette:
             "notebook": self.notebook,
             "windows": dict(sorted(self.windows.items())),
         }
-        lines = [json.dumps(header, ensure_ascii=False)]
-        lines += [json.dumps(e, ensure_ascii=False, sort_keys=True) for e in self.entries.values()]
+        lines = [json.dumps(header, ensure_ascii=False), *self._lines.values()]
         write_atomic(self.path, "\n".join(lines) + "\n")
 
     def describe(self) -> str:

@@ -383,3 +383,23 @@ def test_autosave_starts_afresh_when_its_files_are_deleted_or_replaced(
     stored.pop("journal")
     assert stored == _session_document(session)
     assert len(stored["conversations"][0]["tree"]["turns"]) == 4
+
+
+def test_a_cassette_rerecorded_with_the_same_answers_is_byte_identical(tmp_path: Path) -> None:
+    """Re-recording replaces entries in place and writes each one the same way, so a
+    cassette in git does not churn; lines read from the file are written back as read."""
+    from nbconvo._cassette import Cassette
+    from nbconvo._types import ChatRequest, Finish, Usage
+
+    def request(text: str) -> ChatRequest:
+        return ChatRequest(provider="openai", model="m", messages=({"role": "user", "content": text},))
+
+    path = tmp_path / "c.jsonl"
+    first = Cassette(path, "record", "nb.ipynb")
+    for text in ("one", "two", "three"):
+        first.record(request(text), ["echo ", text, Usage(3, 2), Finish("stop")])
+    recorded = path.read_bytes()
+    again = Cassette(path, "auto", "nb.ipynb")  # loads the file, then records one again
+    again.record(request("two"), ["echo ", "two", Usage(3, 2), Finish("stop")])
+    assert path.read_bytes() == recorded
+    assert again.lookup(request("three")) == ["echo ", "three", Usage(3, 2), Finish("stop")]
