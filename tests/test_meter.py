@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -283,3 +284,58 @@ def test_a_turn_with_reported_usage_never_loads_the_tokenizer(fake_openai: FakeO
                          timeout=60)
     assert "TIKTOKEN False" in out.stdout, out.stdout + out.stderr
     assert len(fake_openai.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("prefix", "server", "window"),
+    [
+        ("vllm", {"model_fields": {"max_model_len": 4096}}, 4096),
+        ("llamacpp", {"props": {"default_generation_settings": {"n_ctx": 2048}}}, 2048),
+        ("openai-compatible", {"props": {"default_generation_settings": {"n_ctx": 8192}}}, 8192),
+        ("openai-compatible", {}, None),  # says nothing: unknown, as before
+        ("ollama", {"model_fields": {"max_model_len": 4096}}, None),  # not asked
+    ],
+)
+def test_local_servers_tell_the_meter_their_window(
+    shell: InteractiveShell, prefix: str, server: dict, window: int | None  # type: ignore[type-arg]
+) -> None:
+    with FakeOpenAI(api_key=None, **server) as fake:
+        assert shell.run_cell(f"%convo model {prefix}:fake-model --base-url {fake.base_url}").success
+        turn(shell, "hello", "c1")
+        convo = nbconvo.current()
+        assert convo.context_window() == window
+        footer = shell.display_pub.markdown()[-1]
+        assert (f"/{window:,} (" in footer) if window else ("context" not in footer)
+        convo.context_window()  # asked once per provider, not at every reading
+        assert len([g for g in fake.gets if g.endswith(("/models", "/props"))]) <= 2
+
+
+def test_openai_is_never_asked_for_a_window(convo_shell: InteractiveShell, fake_openai: FakeOpenAI) -> None:
+    fake_openai.model_fields = {"max_model_len": 4096}  # OpenAI's list has no such field
+    turn(convo_shell, "hello", "c1")
+    assert nbconvo.current().context_window() is None and fake_openai.gets == []
+
+
+def test_a_discovered_window_refuses_what_does_not_fit(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeOpenAI(api_key=None, model_fields={"max_model_len": 40}) as fake:
+        assert shell.run_cell(f"%convo model vllm:fake-model --base-url {fake.base_url}").success
+        text = one_line_error(shell, "%%turn\n" + "word " * 60, capsys)
+        assert "but the window of vllm:fake-model is 40" in text and not fake.requests
+
+
+def test_a_cassette_keeps_the_discovered_window_for_replay(
+    shell: InteractiveShell, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.jsonl"
+    with FakeOpenAI(api_key=None, model_fields={"max_model_len": 4096}) as fake:
+        url = fake.base_url
+        assert shell.run_cell(f"%convo replay {cassette} --mode record").success
+        assert shell.run_cell(f"%convo model vllm:fake-model --base-url {url}").success
+        turn(shell, "hello", "c1")
+    assert shell.run_cell("%convo reset").success
+    assert shell.run_cell(f"%convo replay {cassette} --mode replay").success
+    turn(shell, "hello", "c1")  # the server is gone: the answer and the window come from the cassette
+    assert nbconvo.current().context_window() == 4096
+    assert "/4,096 (" in shell.display_pub.markdown()[-1]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import time
 
+import httpx
 import pytest
 
 from nbconvo.providers import create_provider
@@ -176,3 +177,26 @@ def test_reads_to_the_end_after_done_so_the_connection_is_reused() -> None:
     events = list(provider.stream(request))
     assert [e for e in events if isinstance(e, TextDelta)] == ["hi"]
     assert ended == [True]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        lambda request: httpx.Response(200, content=b"not json"),
+        lambda request: httpx.Response(200, json=[1, 2]),
+        lambda request: httpx.Response(200, json={"data": [{"id": "m", "max_model_len": "big"}]}),
+        lambda request: httpx.Response(500, json={"error": {"message": "down"}}),
+        lambda request: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=request)),
+    ],
+)
+def test_a_server_that_says_nothing_usable_about_its_window_leaves_it_unknown(reply) -> None:  # type: ignore[no-untyped-def]
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return reply(request)  # type: ignore[no-any-return]
+
+    provider = create_provider("vllm:m", base_url="http://127.0.0.1:9/v1")
+    provider.transport = httpx.MockTransport(handler)  # type: ignore[attr-defined]
+    assert provider.context_window is None  # type: ignore[attr-defined]
+    assert provider.context_window is None and len(asked) <= 2  # type: ignore[attr-defined]

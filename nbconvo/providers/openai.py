@@ -14,6 +14,8 @@ import json
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
+import httpx
+
 from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
@@ -64,6 +66,44 @@ class OpenAICompatibleProvider(HTTPProvider):
     key_required = False
     service = "the server"
     _dropped: float | None = None  # the temperature last dropped, noted once
+    # Servers that say their context window: vLLM (``max_model_len`` in ``GET /models``)
+    # and llama.cpp (``n_ctx`` in ``GET /props``). OpenAI's list has no window; Ollama and
+    # LM Studio report the model's trained length, not the one they run with.
+    _ASKS_WINDOW = frozenset({"vllm", "llamacpp", "openai-compatible"})
+    _window: int | None = None
+    _window_asked = False
+
+    @property
+    def context_window(self) -> int | None:
+        """The window the server reports, asked once (2 s at most); None if it says none."""
+        if not self._window_asked:
+            self._window_asked = True
+            if self.prefix in self._ASKS_WINDOW:
+                self._window = self._ask_window()
+        return self._window
+
+    def _ask_window(self) -> int | None:
+        client, headers = self._sse().client, self.headers()
+        try:
+            answer = client.get(f"{self.base_url}/models", headers=headers, timeout=2.0)
+            if answer.status_code == 200:
+                models = [m for m in answer.json().get("data") or [] if isinstance(m, dict)]
+                # The model asked for, or the only one served (names may differ).
+                named = [m for m in models if m.get("id") == self.model]
+                named = named or (models if len(models) == 1 else [])
+                window = named[0].get("max_model_len") if named else None
+                if isinstance(window, int) and window > 0:
+                    return window
+            root = self.base_url.removesuffix("/v1")
+            answer = client.get(f"{root}/props", headers=headers, timeout=2.0)
+            if answer.status_code == 200:
+                settings = answer.json().get("default_generation_settings") or {}
+                window = settings.get("n_ctx") if isinstance(settings, dict) else None
+                if isinstance(window, int) and window > 0:
+                    return window
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass  # says nothing usable: the table, or `%convo window N`, decides
+        return None
 
     def resolve_base_url(self, explicit: str | None) -> str:
         return (explicit or self.default_base_url(self.environ)).rstrip("/")

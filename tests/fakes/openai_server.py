@@ -52,8 +52,13 @@ class FakeOpenAI:
         chunk_size: int = 4,
         send_usage: bool = True,
         idle_timeout: float = 600.0,
+        model_fields: dict[str, Any] | None = None,
+        props: dict[str, Any] | None = None,
     ) -> None:
         self.api_key = api_key
+        self.model_fields = model_fields or {}  # extra fields of GET /models entries (vLLM)
+        self.props = props  # what GET /props answers (llama.cpp), or 404 when None
+        self.gets: list[str] = []
         self.answer = answer
         self.chunk_size = chunk_size
         self.send_usage = send_usage
@@ -107,10 +112,12 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self) -> None:
+                fake.gets.append(self.path)
                 if self.path.rstrip("/").endswith("/models"):
-                    self._json(
-                        200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
-                    )
+                    entry = {"id": "fake-model", "object": "model", **fake.model_fields}
+                    self._json(200, {"object": "list", "data": [entry]})
+                elif self.path == "/props" and fake.props is not None:
+                    self._json(200, fake.props)
                 else:
                     self._json(404, _error("not found", "invalid_request_error", None))
 
