@@ -43,13 +43,19 @@ _TURN_NAMES = tuple(f.name for f in fields(Turn))
 _TURN_FIELDS = set(_TURN_NAMES)
 
 
+def turn_to_dict(turn: Turn) -> dict[str, Any]:
+    # A shallow dict: a turn's fields are JSON values already, and dataclasses.asdict's
+    # deep copy was most of an autosave's cost.
+    return {name: getattr(turn, name) for name in _TURN_NAMES}
+
+
+def settings_of(convo: Conversation) -> dict[str, Any]:
+    return {key: getattr(convo, key) for key in _SETTINGS}
+
+
 def tree_to_dict(tree: ConversationTree) -> dict[str, Any]:
     return {
-        # A shallow dict per turn: its fields are JSON values already, and
-        # dataclasses.asdict's deep copy was most of an autosave's cost.
-        "turns": [
-            {name: getattr(turn, name) for name in _TURN_NAMES} for turn in tree.turns.values()
-        ],
+        "turns": [turn_to_dict(turn) for turn in tree.turns.values()],
         "branches": dict(tree.branches),
         "current": tree.current,
         "next_id": tree.next_id,
@@ -76,7 +82,7 @@ def tree_from_dict(data: dict[str, Any]) -> ConversationTree:
 def conversation_to_dict(convo: Conversation) -> dict[str, Any]:
     return {
         "name": convo.name,
-        "settings": {key: getattr(convo, key) for key in _SETTINGS},
+        "settings": settings_of(convo),
         "tree": tree_to_dict(convo.tree),
     }
 
@@ -295,12 +301,12 @@ class _Mark:
         self.next_id = tree.next_id
         self.branches = dict(tree.branches)
         self.branch = tree.current
-        self.settings = {key: getattr(convo, key) for key in _SETTINGS}
+        self.settings = settings_of(convo)
 
     def change(self, convo: Conversation) -> dict[str, Any] | None:
         """The journal record of what moved since, or None if nothing did."""
         tree = convo.tree
-        settings = {key: getattr(convo, key) for key in _SETTINGS}
+        settings = settings_of(convo)
         if (
             tree.next_id == self.next_id
             and tree.current == self.branch
@@ -313,23 +319,12 @@ class _Mark:
             "name": convo.name,
             "settings": settings,
             "turns": [  # turns are never changed or deleted: only the new ones
-                {name: getattr(turns[i], name) for name in _TURN_NAMES}
-                for i in range(self.next_id, tree.next_id)
-                if i in turns
+                turn_to_dict(turns[i]) for i in range(self.next_id, tree.next_id) if i in turns
             ],
             "branches": dict(tree.branches),
             "branch": tree.current,
             "next_id": tree.next_id,
         }
-
-
-def _shape(session: Session) -> tuple[Any, ...]:
-    """What only a snapshot records: which conversations exist (and their tree objects:
-    a reset or a load replaces them) and the archive."""
-    return (
-        tuple((name, id(c.tree)) for name, c in session.conversations.items()),
-        len(session.archived),
-    )
 
 
 class _Syncer:
@@ -397,7 +392,7 @@ class Autosaver:
         self._snapshot_inode = 0
         self._fd: int | None = None
         self._marks: dict[str, _Mark] = {}
-        self._shape: tuple[Any, ...] = ()
+        self._archived = 0
         self._current = ""
         self._journal_bytes = 0
         self._snapshot_bytes = 0
@@ -406,7 +401,7 @@ class Autosaver:
         if (
             path != self.path
             or self._fd is None
-            or self._shape != _shape(session)
+            or self._restructured(session)
             or self._files_moved(path, self._fd)
         ):
             self.snapshot(session, path)
@@ -455,10 +450,20 @@ class Autosaver:
         self.path, self._base = path, base
         self._snapshot_inode = os.stat(path).st_ino
         self._marks = {name: _Mark(c) for name, c in session.conversations.items()}
-        self._shape = _shape(session)
+        self._archived = len(session.archived)
         self._current = session.current_name
         self._journal_bytes = 0
         self._snapshot_bytes = len(text)
+
+    def _restructured(self, session: Session) -> bool:
+        """What only a snapshot records changed: a conversation added or removed, a tree
+        replaced (reset, load), the archive grown."""
+        marks = self._marks
+        return (
+            len(session.archived) != self._archived
+            or marks.keys() != session.conversations.keys()
+            or any(marks[name].tree is not c.tree for name, c in session.conversations.items())
+        )
 
     def _files_moved(self, path: Path, fd: int) -> bool:
         """True when the snapshot was deleted or replaced (another save, another kernel)
