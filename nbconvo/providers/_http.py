@@ -416,9 +416,13 @@ class HTTPProvider:
     def label(self) -> str:
         return f"{self.prefix}:{self.model}"
 
-    def secret(self) -> str | None:
-        """The key or token this provider sends (redacted from every error)."""
+    def key(self) -> str:
+        """The key or token to send, or a one-line error naming the variable to set."""
         return require_key(self.key_variable, self.prefix, self.environ)
+
+    def secret(self) -> str | None:
+        """What to redact from every error: the key, where one is sent."""
+        return self.key()
 
     def _describe_error(
         self, status: int, text: str, headers: Mapping[str, str]

@@ -25,7 +25,6 @@ from nbconvo.providers._http import (
     ServiceError,
     error_message_from_body,
     parse_json_event,
-    require_key,
 )
 from nbconvo.providers.openai import length_notice
 
@@ -62,8 +61,7 @@ class AnthropicProvider(HTTPProvider):
         return f"{base}/v1/messages"
 
     def headers(self) -> dict[str, str]:
-        key = require_key(self.key_variable, self.prefix, self.environ)
-        return {"Authorization": f"Bearer {key}", "anthropic-version": API_VERSION}
+        return {"Authorization": f"Bearer {self.key()}", "anthropic-version": API_VERSION}
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -39,7 +39,6 @@ from nbconvo.providers._http import (
     ServiceError,
     error_message_from_body,
     parse_json_event,
-    require_key,
 )
 
 M365_BASE_URL = "https://graph.microsoft.com/beta"
@@ -86,9 +85,6 @@ class CopilotProvider(HTTPProvider):
         self.conversations: dict[State, str] = {}  # what each server conversation holds
         self._told = False
 
-    def _token(self) -> str:
-        return require_key(self.key_variable, self.prefix, self.environ)
-
     def chat_body(self, prompt: str, context: list[dict[str, str]]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "message": {"text": prompt},
@@ -118,7 +114,7 @@ class CopilotProvider(HTTPProvider):
         return items
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
-        token = self._token()
+        token = self.key()
         if not self._told:  # marked told once a turn succeeds: a failed turn shows no notes
             yield Notice(f"{self.label}: {LIMITS}")
         messages = [m for m in request.messages if m["role"] != "system"]

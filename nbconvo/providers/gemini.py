@@ -54,7 +54,7 @@ class GeminiProvider(HTTPProvider):
     def model_name(self, model: str) -> str:
         return model.removeprefix("models/")  # the name as Google's model list writes it
 
-    def secret(self) -> str:
+    def key(self) -> str:
         return require_key(
             self.key_variable, self.prefix, self.environ, alternatives=self.key_alternatives
         )
@@ -89,7 +89,7 @@ class GeminiProvider(HTTPProvider):
         return body
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
-        key = self.secret()
+        key = self.key()
         yield from self._sse().stream(
             self.url(),
             body=self.body(request),

@@ -28,7 +28,6 @@ from nbconvo.providers._http import (
     base_url_from,
     error_message_from_body,
     parse_json_event,
-    require_key,
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -122,7 +121,7 @@ class OpenAICompatibleProvider(HTTPProvider):
 
     def api_key(self) -> str | None:
         if self.key_required:
-            return require_key(self.key_variable, self.prefix, self.environ)
+            return self.key()
         return self.environ.get(self.key_variable) or None
 
     def url(self) -> str:
