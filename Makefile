@@ -73,6 +73,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 	$(PY) bench/bench_turn.py
 	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_scale.py
+	$(PY) bench/bench_store.py
 	$(PY) bench/bench_run.py
 	$(PY) bench/profile_misses.py
 	$(PY) bench/report.py

@@ -1,7 +1,8 @@
 """Scale: a conversation of 10,000 turns in 50 branches (200 turns each; 49 forks from
 spread-out turns of earlier branches). Memory of the tree (tracemalloc), the cost of one
 meter update and one widget update after a new turn (at 10,000 turns vs at 10), and the
-time to save the session to disk and to load it back.
+time to write the session to a portable file (`%convo save`) and to load it back (the
+store's figures: bench_store.py).
 
 Run: ``.venv/bin/python bench/bench_scale.py [--quick]``.
 """
@@ -21,8 +22,8 @@ from bench_widget import attach
 from common import stats, write
 
 from nbconvo._conversation import Conversation
+from nbconvo._document import save_session
 from nbconvo._session import Session
-from nbconvo._store import load_session, save_session
 from nbconvo._tree import Turn
 from nbconvo._widget import ConvoWidget
 
@@ -125,7 +126,7 @@ def main() -> int:
             t0 = time.perf_counter()
             save_session(session, path)
             t1 = time.perf_counter()
-            load_session(Session(), path)
+            Session().load(path)
             t2 = time.perf_counter()
             saves.append(t1 - t0)
             loads.append(t2 - t1)

@@ -111,8 +111,8 @@ def main() -> int:
         "One turn of a 300-chunk answer. *raw* is httpx + httpx-sse posting the very body",
         "nbconvo sends and JSON-decoding every event (the limit); *ask* is",
         "`Conversation.ask`; *%%turn* is the cell magic in an `InteractiveShell` (display",
-        "updates included) with the default autosave on (one journal line a turn, see",
-        "`_store.Autosaver`), and with autosave off. The ratio is median / median of raw;",
+        "updates included) with the default autosave on (one SQLite transaction a turn, see",
+        "`_store.StoreWriter`), and with autosave off. The ratio is median / median of raw;",
         "*paired* is the median of the per-round ratios. The goal is checked on `ask` and on",
         "`%%turn` as users run it (autosave on).",
         "",
@@ -289,18 +289,63 @@ def main() -> int:
             f"{ms(sc['meter_10'], 1, 1e6, 'µs')} at 10",
             f"- Widget update after a new turn: {ms(sc['widget_10000'], 1, 1e6, 'µs')} at 10,000 turns vs "
             f"{ms(sc['widget_10'], 1, 1e6, 'µs')} at 10",
-            f"- Save (JSON, fsync, rename): {ms(sc['save'], 0)}; load: {ms(sc['load'], 0)}; "
-            f"file {sc['file_mb']:.1f} MB",
+            f"- Portable file (`%convo save`: JSON, fsync, rename): {ms(sc['save'], 0)}; "
+            f"`%convo load FILE`: {ms(sc['load'], 0)}; file {sc['file_mb']:.1f} MB",
         ]
         headline.append(
             (
-                "10,000 turns / 50 branches: save, load",
+                "10,000 turns / 50 branches: `%convo save FILE`, `load FILE`",
                 f"{sc['save']['median'] * 1e3:.0f} ms, {sc['load']['median'] * 1e3:.0f} ms",
                 "no goal",
             )
         )
     else:
         lines.append("Not measured.")
+    lines.append("")
+
+    # the session store (issue #12)
+    lines += ["## The session store (issue #12)", ""]
+    so = load("store")
+    if so:
+        ratio_ok = so["save_ratio"] <= 1.2
+        each_ok = max(so["save_10"]["median"], so["save_10000"]["median"]) <= 1e-3
+        load_ok = so["load_10000"]["median"] <= 0.2
+        lines += [
+            "`bench/bench_store.py`: the save a finished turn triggers (one transaction on the",
+            "notebook's SQLite store: the turn's row, its branch pointer, the session's time),",
+            f"with {so['history_turns']['10']} and {so['history_turns']['10000']:,} turns of history (50 branches, "
+            "answers of ≈1.5 kB Markdown), alternating; and a new kernel restoring the",
+            "10,000-turn session (`Session.restore`, what bare `%convo load` does).",
+            "",
+            f"- One turn's save: {ms(so['save_10'], 3)} at 10 turns, {ms(so['save_10000'], 3)} at "
+            f"{so['history_turns']['10000']:,}: ratio {so['save_ratio']:.2f} (goal ≤ 1.2 and each ≤ 1 ms: "
+            f"{verdict(ratio_ok and each_ok)})",
+            f"- Restore of the 10,000-turn session: {ms(so['load_10000'], 0)} (goal ≤ 200 ms: {verdict(load_ok)})",
+        ]
+        headline.append(
+            ("store: one turn's save at 10 · 10,000 turns",
+             f"{so['save_10']['median'] * 1e3:.3f} · {so['save_10000']['median'] * 1e3:.3f} ms (ratio {so['save_ratio']:.2f})",
+             f"≤ 1 ms, ratio ≤ 1.2: {verdict(ratio_ok and each_ok)}")
+        )
+        headline.append(
+            ("store: restore a 10,000-turn session", f"{so['load_10000']['median'] * 1e3:.0f} ms",
+             f"≤ 200 ms: {verdict(load_ok)}")
+        )
+    else:
+        lines.append("Not measured.")
+    turn_figures = load("turn")
+    if turn_figures:
+        for history in (10, 1000):
+            r = turn_figures[f"overhead_{history}"]
+            on_off = r["turn_autosave"]["median"] / r["turn"]["median"]
+            lines.append(
+                f"- `%%turn` with the store on vs off (NBCONVO_AUTOSAVE=off), loopback server, "
+                f"{history:,} turns of history: {on_off:.3f} (goal ≤ 1.05: {verdict(on_off <= 1.05)})"
+            )
+            headline.append(
+                (f"store: `%%turn` autosave on / off, {history:,} turns", f"{on_off:.3f}",
+                 f"≤ 1.05: {verdict(on_off <= 1.05)}")
+            )
     lines.append("")
 
     # 6. regeneration

@@ -91,12 +91,16 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def _configure_session(ipython: Any) -> None:
-    """Autosave beside the notebook, and a cassette from NBCONVO_CASSETTE if set."""
+    """The notebook's store (following renames), a cassette from NBCONVO_CASSETTE if
+    set, and one line about an earlier session of this notebook if its store has one."""
     import os
 
-    from nbconvo._store import autosave_path
+    from nbconvo._notebook import NotebookLocator
+    from nbconvo._store import store_path_for
 
-    SESSION.autosave = lambda: autosave_path(ipython.user_ns)
+    locator = NotebookLocator(ipython.user_ns)
+    SESSION.notebook = locator.path
+    SESSION.locate_store = lambda: store_path_for(locator.path())
     cassette = os.environ.get("NBCONVO_CASSETTE")
     if cassette:
         from pathlib import Path
@@ -106,6 +110,24 @@ def _configure_session(ipython: Any) -> None:
 
         mode = os.environ.get("NBCONVO_CASSETTE_MODE", "auto")
         SESSION.set_cassette(Cassette(Path(cassette), mode, notebook_name(ipython.user_ns)))  # type: ignore[arg-type]
+    if os.environ.get("NBCONVO_LOAD_NOTICE", "on").lower() not in ("off", "0", "false"):
+        _announce_earlier_session()
+
+
+def _announce_earlier_session() -> None:
+    try:
+        earlier = [s for s in SESSION.earlier_sessions() if s.turns]
+    except NbconvoError as error:
+        print(f"nbconvo: {error}")
+        return
+    for notice in SESSION.take_notices():
+        print(f"nbconvo: {notice}")
+    if earlier and not SESSION.conversations_with_turns():
+        from nbconvo._render import earlier_session_line
+
+        store = SESSION.writer().store
+        latest = max(earlier, key=lambda s: s.updated_at)
+        print(earlier_session_line(latest, len(earlier), store.path if store else None))
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -117,7 +139,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     from nbconvo import _conversation
 
     _conversation.cell_context = _conversation._no_cell
-    SESSION.autosave = None
+    SESSION.locate_store = None
     for kind in ("line", "cell"):
         for name in ("convo", "turn"):
             ipython.magics_manager.magics[kind].pop(name, None)

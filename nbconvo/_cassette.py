@@ -20,8 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
+from nbconvo._document import write_atomic
 from nbconvo._errors import PersistenceError, ReplayMiss, UsageError
-from nbconvo._store import write_atomic
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
 from nbconvo.providers import Provider
 

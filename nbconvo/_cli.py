@@ -56,7 +56,10 @@ def run_notebook(
         kernel_env["NBCONVO_CASSETTE"] = str(cassette.resolve())
         kernel_env["NBCONVO_CASSETTE_MODE"] = mode
     kernel_env["NBCONVO_NOTEBOOK"] = path.name
-    kernel_env.setdefault("NBCONVO_AUTOSAVE", str(output.with_suffix(".nbconvo.json").resolve()))
+    kernel_env.setdefault("NBCONVO_AUTOSAVE", str(output.with_suffix(".nbconvo.db").resolve()))
+    # Each run is a new session in that store; the notebook it writes should not show a
+    # "restore the earlier session" notice from the run before.
+    kernel_env.setdefault("NBCONVO_LOAD_NOTICE", "off")
 
     class CellIdNotebookClient(NotebookClient):  # type: ignore[misc]
         def execute_cell(self, cell: Any, cell_index: int, *args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,10 @@ def _convo_parser() -> MagicArgumentParser:
     )
 
     def sub(name: str, text: str) -> MagicArgumentParser:
-        p: MagicArgumentParser = subs.add_parser(name, help=text, description=text)
+        # argparse %-formats help (not descriptions): "%convo" must reach it as "%%convo".
+        p: MagicArgumentParser = subs.add_parser(
+            name, help=text.replace("%", "%%"), description=text
+        )
         return p
 
     p = sub("model", "show or set the model, PROVIDER:MODEL (openai:…, ollama:…, llama:PATH)")
@@ -61,10 +64,15 @@ def _convo_parser() -> MagicArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     sub("meter", "tokens the next request uses against the context window")
-    p = sub("save", "save every conversation (the whole tree) to a file")
-    p.add_argument("path", nargs="?", help="default: the autosave file")
-    p = sub("load", "load conversations saved by `%%convo save` or the autosave")
-    p.add_argument("path")
+    p = sub("save", "save every conversation (the whole tree) to a portable JSON file")
+    p.add_argument("path", help="the file to write (NAME.json)")
+    p = sub(
+        "load",
+        "restore an earlier session of this notebook (default: the latest), session N of "
+        "`%convo sessions`, or a file written by `%convo save` (or a store, NAME.nbconvo.db)",
+    )
+    p.add_argument("path", nargs="?", metavar="N|PATH")
+    sub("sessions", "list the earlier sessions of this notebook kept in its store")
     p = sub("export", "export the conversation: Markdown transcript, JSON tree, OpenAI messages")
     p.add_argument("path", nargs="?", help="write to this file (default: show it)")
     p.add_argument("--to", choices=("md", "json", "openai"), default="md")

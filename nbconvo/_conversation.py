@@ -492,7 +492,7 @@ class Conversation:
 
             return transcript_markdown(self, all_branches=all_branches)
         if fmt == "json":
-            from nbconvo._store import conversation_to_dict
+            from nbconvo._document import conversation_to_dict
 
             return json.dumps(conversation_to_dict(self), ensure_ascii=False, indent=1)
         if fmt == "openai":

@@ -155,8 +155,7 @@ class ConvoMagics(Magics):
         if args.out:
             self._user_ns()[args.out] = turn.answer
         footer = footer_text(convo, turn, convo.meter)
-        if self.session.autosave_error:
-            notices.append(self.session.autosave_error)
+        notices.extend(self.session.take_notices())
         for notice in notices:
             footer += f" · ⚠ {notice}"
         show_markdown(footer_markdown(footer), footer)
@@ -234,27 +233,41 @@ class ConvoMagics(Magics):
         show_markdown(f"*budget set to {budget} exchanges*")
 
     def _cmd_save(self, convo: Conversation, args: argparse.Namespace) -> None:
-        from nbconvo._store import autosave_path
-
-        path = Path(args.path) if args.path else autosave_path(self._user_ns())
-        if path is None:
-            raise UsageError("autosave is off: give a path, `%convo save PATH`")
+        path = Path(args.path)
         self.session.save_to(path)
         show_markdown(f"*saved {len(self.session.conversations)} conversation(s) to* `{path}`")
 
     def _cmd_load(self, convo: Conversation, args: argparse.Namespace) -> None:
-        self.session.load(Path(args.path))
+        where = args.path
+        if where is None or (where.isdigit() and not Path(where).exists()):
+            chosen = self.session.restore(int(where) if where else None)
+            from nbconvo._render import when
+
+            source = f"session {chosen.number} ({when(chosen.updated_at)})"
+        else:
+            self.session.load(Path(where))
+            source = f"`{where}`"
         current = self.session.current()
         show_markdown(
-            f"*loaded {len(self.session.conversations)} conversation(s) from* `{args.path}`; "
+            f"*restored {len(self.session.conversations)} conversation(s) from* {source}; "
             f"*current:* **{md_escape(current.name)}**, {len(current.turns)} turn(s), "
             f"branch **{md_escape(current.branch)}**"
+        )
+
+    def _cmd_sessions(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo._render import sessions_markdown
+
+        store = self.session.open_store()
+        if store is None:
+            raise UsageError("autosave is off (NBCONVO_AUTOSAVE=off): no store to list")
+        show_markdown(
+            sessions_markdown(store.sessions(), self.session.writer().session_id, store.path)
         )
 
     def _cmd_export(self, convo: Conversation, args: argparse.Namespace) -> None:
         text = convo.export(args.to, all_branches=args.all)
         if args.path:
-            from nbconvo._store import write_atomic
+            from nbconvo._document import write_atomic
 
             write_atomic(Path(args.path), text + "\n")
             show_markdown(f"*exported {args.to} to* `{args.path}`")

@@ -11,7 +11,10 @@ from nbconvo._sanitize import neutralize_html
 from nbconvo._tree import Turn
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from nbconvo._conversation import Conversation
+    from nbconvo._store import SessionSummary
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
@@ -83,7 +86,7 @@ def history_markdown(convo: Conversation) -> str:
 
 
 def _cell(text: str) -> str:
-    return md_escape(preview(text, 50)).replace("|", "\\|") or " "
+    return md_escape(preview(text, 50)) or " "  # md_escape covers "|" too
 
 
 def branches_markdown(convo: Conversation) -> str:
@@ -206,3 +209,52 @@ def compare_text(convo: Conversation, a: str, b: str) -> str:
             lines.append(f"-- turn {tree.label(turn.id)}: {preview(turn.prompt, 80)}")
             lines.append(turn.answer)
     return "\n".join(lines)
+
+
+def when(timestamp: float, now: float | None = None) -> str:
+    """ "12:41 today", "09:05 yesterday", "2026-11-02 17:30"."""
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(timestamp)
+    today = datetime.datetime.fromtimestamp(now) if now is not None else datetime.datetime.now()
+    days = (today.date() - moment.date()).days
+    if days == 0:
+        return f"{moment:%H:%M} today"
+    if days == 1:
+        return f"{moment:%H:%M} yesterday"
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 'es' if word.endswith('ch') else 's'}"
+
+
+def earlier_session_line(latest: SessionSummary, count: int, store: Path | None) -> str:
+    """The one line ``%load_ext`` prints when the notebook has earlier sessions."""
+    more = f" ({count} earlier sessions: `%convo sessions`)" if count > 1 else ""
+    where = f"; store {store}" if store is not None else ""
+    return (
+        f"nbconvo: earlier session, {when(latest.updated_at)}: "
+        f"{_plural(latest.turns, 'turn')}, {_plural(latest.branches, 'branch')}"
+        f" — `%convo load` restores it{more}{where}"
+    )
+
+
+def sessions_markdown(sessions: list[SessionSummary], own: str, store: Path) -> str:
+    rows = [
+        f"*sessions of this notebook, kept in* `{store}`",
+        "",
+        "| # | last change | turns | branches | last prompt | |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in sessions:
+        mark = "this kernel" if s.id == own else (s.origin if s.origin != "kernel" else "")
+        rows.append(
+            f"| {s.number} | {when(s.updated_at)} | {s.turns:,} | {s.branches:,} | "
+            f"{_cell(s.last_prompt)} | {md_escape(mark)} |"
+        )
+    if not sessions:
+        rows.append("| | no session yet | | | | |")
+    rows.append("")
+    rows.append("*`%convo load` restores the latest earlier one, `%convo load N` session N*")
+    return "\n".join(rows)

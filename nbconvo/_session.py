@@ -1,4 +1,4 @@
-"""Named conversations in one kernel, and the current one."""
+"""Named conversations in one kernel, the current one, and where they are saved."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbconvo._conversation import Conversation
-from nbconvo._errors import ConversationError, NbconvoError, UsageError
+from nbconvo._errors import ConversationError, NbconvoError, PersistenceError, UsageError
 from nbconvo._tree import ConversationTree
+
+if TYPE_CHECKING:
+    from nbconvo._store import SessionState, SessionStore, SessionSummary, StoreWriter
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 
@@ -21,9 +24,13 @@ class Session:
     current_name: str = "default"
     archived: list[tuple[str, ConversationTree]] = field(default_factory=list)
     cassette: Any = None  # a _cassette.Cassette shared by every conversation
-    autosave: Callable[[], Path | None] | None = None  # where to autosave, when enabled
+    # Where this notebook's store is (None: autosave off); asked before each save, so
+    # the store follows a renamed notebook.
+    locate_store: Callable[[], Path | None] | None = None
+    notebook: Callable[[], str | None] | None = None
     autosave_error: str | None = None
-    _saver: Any = field(default=None, repr=False)  # a _store.Autosaver once autosave ran
+    store_notice: str | None = None  # one line to show once (a damaged store moved aside)
+    _writer: StoreWriter | None = field(default=None, repr=False)
 
     def current(self) -> Conversation:
         if self.current_name not in self.conversations:
@@ -40,46 +47,159 @@ class Session:
     def _autosave_listener(self, kind: str, payload: dict[str, Any]) -> None:
         self.save_now()
 
-    def save_now(self) -> Path | None:
-        """Autosave what changed (a snapshot, then journal lines: see ``_store.Autosaver``);
-        a failure is remembered and shown, never raised into the turn that triggered it
-        (the turn is safe in memory)."""
-        target = self.autosave() if self.autosave else None
+    def conversations_with_turns(self) -> bool:
+        return any(c.tree.turns for c in self.conversations.values())
+
+    # --- the store -------------------------------------------------------------------
+    def writer(self) -> StoreWriter:
+        from nbconvo._store import StoreWriter
+
+        if self._writer is None:
+            self._writer = StoreWriter()
+        return self._writer
+
+    def open_store(self, target: Path | None = None) -> SessionStore | None:
+        """The store this session writes to, opened at its current place (following a
+        rename: the sessions of the store it had come along)."""
+        target = target or (self.locate_store() if self.locate_store else None)
         if target is None:
             return None
-        from nbconvo._store import Autosaver
+        writer = self.writer()
+        writer.notebook = self.notebook() if self.notebook else None
+        if writer.store is not None and writer.store.path == target:
+            return writer.store
+        from nbconvo._store import SessionStore, legacy_autosave_for
 
-        if self._saver is None:
-            self._saver = Autosaver()
+        store, notice = SessionStore.open(target)
+        legacy = legacy_autosave_for(target)
+        if legacy.exists():
+            notice = store.import_legacy(legacy) or notice
+        previous = writer.store.path if writer.store is not None else None
+        writer.attach(store, previous)
+        if notice:
+            self.store_notice = notice
+        return store
+
+    def save_now(self) -> Path | None:
+        """Commit what changed to the notebook's store (see ``_store``). A failure is
+        remembered and shown, never raised into the turn that triggered it (the turn is
+        safe in memory, and the next change retries)."""
         try:
-            self._saver.save(self, target)
+            store = self.open_store()
+            if store is None:
+                return None
+            self.writer().save(self)
         except NbconvoError as error:
             self.autosave_error = f"autosave failed: {error}"
             return None
         self.autosave_error = None
-        return target
+        return store.path
+
+    def take_notices(self) -> list[str]:
+        """Lines about the store to show the user once (then forgotten), and a failing save."""
+        notices = [self.store_notice] if self.store_notice else []
+        self.store_notice = None
+        if self.autosave_error:
+            notices.append(self.autosave_error)
+        return notices
+
+    def earlier_sessions(self) -> list[SessionSummary]:
+        """The store's sessions other than this kernel's, oldest first (numbered as
+        `%convo sessions` shows them); opens the store only where one exists."""
+        target = self.locate_store() if self.locate_store else None
+        if target is None:
+            return []
+        from nbconvo._store import legacy_autosave_for
+
+        if not target.exists() and not legacy_autosave_for(target).exists():
+            return []
+        store = self.open_store(target)
+        if store is None:
+            return []
+        own = self.writer().session_id
+        return [s for s in store.sessions() if s.id != own]
+
+    def restore(self, number: int | None = None) -> SessionSummary:
+        """Make an earlier session of this notebook the kernel's conversations: the
+        latest with turns, or number ``number`` of `%convo sessions`."""
+        target = self.locate_store() if self.locate_store else None
+        if target is None:
+            raise UsageError(
+                "autosave is off, so there are no earlier sessions: load a file, `%convo load PATH`"
+            )
+        everything = self.earlier_sessions()
+        store = self.writer().store
+        if number is None:
+            candidates = [s for s in everything if s.turns]
+            if not candidates or store is None:
+                raise PersistenceError(
+                    f"no earlier session with turns in {target}: nothing to restore"
+                )
+            chosen = max(candidates, key=lambda s: s.updated_at)
+        else:
+            numbers = {s.number: s for s in store.sessions()} if store is not None else {}
+            if number not in numbers:
+                raise UsageError(
+                    f"there is no session {number}: `%convo sessions` lists them "
+                    f"({len(numbers)} in {target})"
+                )
+            chosen = numbers[number]
+            if chosen.id == self.writer().session_id:
+                raise UsageError(f"session {number} is this kernel's own: nothing to restore")
+        assert store is not None
+        self._replace(store.read(chosen.id))
+        return chosen
 
     def save_to(self, path: Path) -> None:
-        """Save the whole session to ``path`` (``%convo save``). At the autosave path this
-        is a fresh snapshot that its journal continues."""
-        from nbconvo._store import save_session
+        """Write the whole session to ``path`` as one portable JSON document."""
+        from nbconvo._document import save_session
 
-        if self._saver is not None and self._saver.path == path:
-            self._saver.snapshot(self, path)
-        else:
-            save_session(self, path)
+        save_session(self, path)
 
+    def load(self, path: Path) -> None:
+        """Load a portable file (``%convo save``), an autosave of nbconvo 0.1 (or its
+        journal), or a store's latest session."""
+        from nbconvo._document import journal_path, read_document, session_parts_from_dict
+        from nbconvo._store import SessionState, SessionStore
+
+        if path.name.endswith(".journal"):
+            snapshot = path.with_name(path.name[: -len(".journal")])
+            if journal_path(snapshot) == path and not snapshot.exists():
+                raise PersistenceError(
+                    f"{path} is the journal of {snapshot.name}, which is missing: "
+                    "restore that file beside it and load it"
+                )
+            path = snapshot
+        if path.suffix == ".db":
+            self._replace(SessionStore.read_latest(path, exclude=self.writer().session_id))
+            return
+        conversations, current, archived = session_parts_from_dict(read_document(path), str(path))
+        self._replace(SessionState(conversations, current, archived))
+
+    def _replace(self, state: SessionState) -> None:
+        """The kernel's conversations become ``state``'s; the ones it had are kept in the
+        archive (and in the store), so nothing is lost."""
+        listeners = {name: c.listeners for name, c in self.conversations.items()}
+        kept = [(name, c.tree) for name, c in self.conversations.items()]
+        self.archived = [*self.archived, *kept, *state.archived]
+        self.conversations = {}
+        for name, convo in state.conversations.items():
+            convo.listeners.extend(
+                listener
+                for listener in listeners.get(name, [])
+                if listener != self._autosave_listener
+            )
+            self._adopt(convo)
+        self.current_name = state.current
+        if self.locate_store is not None:
+            self.writer().origins.update(state.origins)
+        self.save_now()
+
+    # --- conversations ---------------------------------------------------------------
     def set_cassette(self, cassette: Any) -> None:
         self.cassette = cassette
         for convo in self.conversations.values():
             convo.cassette = cassette
-
-    def load(self, path: Path) -> None:
-        from nbconvo._store import load_session
-
-        load_session(self, path)
-        for convo in self.conversations.values():
-            self._adopt(convo)
 
     def get(self, name: str | None) -> Conversation:
         if name is None:
@@ -111,6 +231,7 @@ class Session:
     def use(self, name: str) -> Conversation:
         convo = self.get(name)
         self.current_name = name
+        self.save_now()
         return convo
 
     def reset(self, name: str | None = None) -> Conversation:

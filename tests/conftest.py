@@ -84,6 +84,7 @@ def shell(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
     SESSION.conversations.clear()
     SESSION.current_name = "default"
     SESSION.archived.clear()
+    SESSION._writer = None  # each test is a new kernel: a new session in the store
     ip.run_line_magic("load_ext", "nbconvo")
     try:
         yield ip
@@ -93,6 +94,9 @@ def shell(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
         ip.display_pub = saved
         SESSION.conversations.clear()
         SESSION.set_cassette(None)
+        if SESSION._writer is not None and SESSION._writer.store is not None:
+            SESSION._writer.store.close()
+        SESSION._writer = None
 
 
 @pytest.fixture

@@ -37,9 +37,24 @@ class NotebookKernel:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
 
+    @classmethod
+    def attach(cls, connection_file: str) -> NotebookKernel:
+        """A client of a kernel someone else started (a Jupyter server), as JupyterLab
+        is one; closing it leaves the kernel to its owner."""
+        from jupyter_client.blocking import BlockingKernelClient
+
+        kernel = cls.__new__(cls)
+        kernel.km = None  # type: ignore[assignment]
+        kernel.kc = BlockingKernelClient()
+        kernel.kc.load_connection_file(connection_file)
+        kernel.kc.start_channels()
+        kernel.kc.wait_for_ready(timeout=60)
+        return kernel
+
     def close(self) -> None:
         self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
+        if self.km is not None:
+            self.km.shutdown_kernel(now=True)
 
     def send(self, code: str, cell_id: str | None) -> str:
         content = {

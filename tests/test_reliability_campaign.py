@@ -5,7 +5,8 @@ broken invariants, zero lost finished turns, zero duplicated text, and every req
 carried exactly the active path's history.
 
 `make test` runs NBCONVO_CAMPAIGN_CONVERSATIONS=30 (the default); `make stress` 300.
-NBCONVO_CAMPAIGN_SEED replays a run; a failure names the seed and the conversation."""
+The seed is fixed (20261129) unless NBCONVO_CAMPAIGN_SEED=N replays run N or =random draws
+a new one; a failure names the seed and the conversation."""
 
 from __future__ import annotations
 
@@ -19,15 +20,15 @@ import httpx
 import pytest
 
 from nbconvo import Conversation
+from nbconvo._document import tree_from_dict, tree_to_dict
 from nbconvo._errors import NbconvoError
-from nbconvo._store import tree_from_dict, tree_to_dict
 from nbconvo.providers._http import SSEStream
 from tests import reliability_counts as counts
 from tests.fakes.fault_server import Fault, FaultServer, echo
 from tests.provider_cases import clean_environment
 
 CONVERSATIONS = int(os.environ.get("NBCONVO_CAMPAIGN_CONVERSATIONS", "30"))
-SEED = int(os.environ.get("NBCONVO_CAMPAIGN_SEED", "0") or 0) or random.SystemRandom().randrange(1, 10**9)
+SEED = counts.campaign_seed()
 READ_TIMEOUT = 0.25
 
 

@@ -3,14 +3,15 @@
 Interrupts: SIGINT through the kernel manager at a random moment (before the request,
 before the first text, mid-stream, after the end); each time the tree's invariants hold,
 a kept partial is a prefix of the answer, and the next %%turn works. SIGKILL: the kernel
-killed at a random moment, recording a cassette; the autosave's snapshot and every whole
-line of its journal and of the cassette parse, the autosave loads with its invariants
-intact and holds every turn that finished before the kill, and the cassette opens for
+killed at a random moment, recording a cassette; the store passes SQLite's integrity
+check; a new kernel on the same notebook changes its settings and sends a turn, then
+`%convo load` brings back every turn that finished before the kill with the tree's
+invariants intact; every whole line of the cassette parses, and the cassette opens for
 replay and holds each finished turn's answer (and with its last line cut, as a copy of a
 file still being written would be, it says what to do in one line).
 
 `make test` runs 10 interrupts and 3 kills (NBCONVO_INTERRUPTS, NBCONVO_KILLS);
-`make stress` 50 and 20. NBCONVO_CAMPAIGN_SEED replays a run.
+`make stress` 50 and 20. The seed is fixed unless NBCONVO_CAMPAIGN_SEED=N or =random.
 (tests/test_kernel_rerun.py and tests/test_kernel_crash.py hold the single, detailed cases.)"""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import queue
 import random
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +33,6 @@ import pytest
 
 from nbconvo._cassette import Cassette
 from nbconvo._errors import PersistenceError
-from nbconvo._store import journal_path, read_document, session_parts_from_dict
 from tests import reliability_counts as counts
 from tests.conftest import FAKE_KEY
 from tests.fakes.openai_server import Canned, FakeOpenAI
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.kernel
 
 INTERRUPTS = int(os.environ.get("NBCONVO_INTERRUPTS", "10"))
 KILLS = int(os.environ.get("NBCONVO_KILLS", "3"))
-SEED = int(os.environ.get("NBCONVO_CAMPAIGN_SEED", "0") or 0) or random.SystemRandom().randrange(1, 10**9)
+SEED = counts.campaign_seed()
 PIECES = [f"w{j} " for j in range(40)]
 FULL = "".join(PIECES)
 DELAY = 0.01  # between pieces: a 0.4 s answer
@@ -84,7 +85,7 @@ def environment(server: FakeOpenAI, **extra: str) -> dict[str, str]:
 
 def test_interrupts_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
     rng = random.Random(f"{SEED}-interrupts")
-    kernel = NotebookKernel(env=environment(server, NBCONVO_AUTOSAVE=str(tmp_path / "a.json")))
+    kernel = NotebookKernel(env=environment(server, NBCONVO_AUTOSAVE=str(tmp_path / "a.nbconvo.db")))
     outcomes: dict[str, int] = {}
     try:
         assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
@@ -140,8 +141,10 @@ def test_interrupts_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None
             # a turn interrupted before any text has no answer and is not sent as history
             sent = 1 + sum(1 for turn_id in path[:-1] if by_id[turn_id][2])
             assert last[1] == f"next {i}" and last[2] == f"echo #{sent}: next {i}", where
-        saved = json.loads((tmp_path / "a.json").read_text())
-        assert saved["format"] == "nbconvo"
+        db = sqlite3.connect(tmp_path / "a.nbconvo.db")  # every turn saved as it ended
+        saved = {r[0] for r in db.execute("SELECT prompt FROM turns")}
+        db.close()
+        assert saved == {t[1] for t in read_state(kernel)[0]}
     finally:
         kernel.close()
     counts.add("interrupts", INTERRUPTS)
@@ -154,11 +157,11 @@ def test_sigkill_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
     lost = 0
     for i in range(KILLS):
         where = f"NBCONVO_CAMPAIGN_SEED={SEED}, kill {i}"
-        autosave = tmp_path / f"kill-{i}.nbconvo.json"
+        store = tmp_path / f"kill-{i}.nbconvo.db"
         cassette = tmp_path / f"kill-{i}.jsonl"
         env = environment(
             server,
-            NBCONVO_AUTOSAVE=str(autosave),
+            NBCONVO_AUTOSAVE=str(store),
             NBCONVO_CASSETTE=str(cassette),
             NBCONVO_CASSETTE_MODE="record",
         )
@@ -179,19 +182,24 @@ def test_sigkill_at_random_points(server: FakeOpenAI, tmp_path: Path) -> None:
             kernel.km.provisioner.process.wait(10)  # type: ignore[union-attr]
         finally:
             kernel.close()
-        # not corrupt: the snapshot and every whole line of the journal and cassette parse
-        json.loads(autosave.read_text())
-        if journal_path(autosave).exists():
-            whole_json_lines(journal_path(autosave), where)
+        db = sqlite3.connect(store)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",), where
+        db.close()
         counts.add("kills: cassette lines parsed", whole_json_lines(cassette, where))
         check_cassette(cassette, finished, tmp_path / f"cut-{i}.jsonl", where)
-        # the autosave loads, and its tree is sound
-        conversations, current, _archived = session_parts_from_dict(
-            read_document(autosave), str(autosave)
-        )
-        convo = conversations[current]
-        convo.tree.check_invariants()
-        saved = {t.id: (t.prompt, t.answer, t.status) for t in convo.tree.turns.values()}
+        # A new kernel on the same notebook works first, then restores the killed one.
+        server.script.clear()
+        after = NotebookKernel(env={**env, "NBCONVO_CASSETTE": ""})
+        try:
+            assert after.run("%load_ext nbconvo").status == "ok", where
+            assert after.run("%convo system A new start.", "s").status == "ok", where
+            assert after.run("%%turn\nsomething else first", "n").status == "ok", where
+            restore = after.run("%convo load")
+            assert restore.status == "ok", (where, restore.error)
+            saved_turns, _ = read_state(after)  # checks the tree's invariants too
+        finally:
+            after.close()
+        saved = {t[0]: (t[1], t[2], t[3]) for t in saved_turns}
         for turn_id, prompt, answer, status in finished:
             if saved.get(turn_id) != (prompt, answer, status):
                 lost += 1

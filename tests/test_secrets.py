@@ -153,8 +153,8 @@ def test_no_key_reaches_any_output_or_file(
             assert any(CORE in repr(headers) for headers in seen)
     assert run(shell, f"%convo save {out / 'saved.json'}").success
     files_written.append(out / "saved.json")
-    autosaves = list(home.glob("*.nbconvo.json"))
-    assert autosaves, "no autosave was written"
+    autosaves = list(home.glob("*.nbconvo.db*"))  # the store and its WAL files
+    assert any(p.suffix == ".db" for p in autosaves), "no store was written"
     for path in autosaves:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     captured = capsys.readouterr()
@@ -206,7 +206,7 @@ def test_no_key_reaches_any_output_or_file(
     assert any(line.startswith("nbconvo.") for line in lines), log_texts
     counts.add("secrets: DEBUG logs searched (nbconvo run and its kernel)", len(log_texts))
     assert stat.S_IMODE((out / "run.jsonl").stat().st_mode) == 0o600
-    run_autosave = out / "small.out.nbconvo.json"  # `nbconvo run` autosaves beside the output
+    run_autosave = out / "small.out.nbconvo.db"  # `nbconvo run` keeps its store beside the output
     assert stat.S_IMODE(run_autosave.stat().st_mode) == 0o600
 
     in_texts = sum(leaks(t) for t in texts)

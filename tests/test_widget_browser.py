@@ -385,3 +385,52 @@ def test_model_html_never_runs_in_the_widget_or_the_cell_output(lab: Lab, page: 
             "script, svg, iframe, [onerror], [onload], [onclick], a[href^='javascript' i]"
         )
         assert hostile.count() == 0, hostile.evaluate_all("nodes => nodes.map(n => n.outerHTML)")
+
+
+def test_a_restart_in_jupyterlab_loses_nothing(lab: Lab, page: Page) -> None:
+    """What a user does in JupyterLab: turns and a fork, Kernel ▸ Restart, run the first
+    cell again (its one-line notice says what the last session had), set the model, send
+    a turn, then `%convo load`: the widget shows the earlier tree again."""
+    from playwright.sync_api import expect
+
+    url = lab.notebook(
+        "restart.ipynb",
+        [
+            # this module's server runs kernels with autosave off; this notebook wants it
+            "import os\nos.environ.pop('NBCONVO_AUTOSAVE', None)\n%load_ext nbconvo",
+            "%convo model openai:gpt-test",
+            "%%turn\nWhat are the main strategies for improving customer retention?",
+            "%%turn\nLet's focus on proactive outreach. Which signals matter?",
+            "%convo fork 1 --name pricing",
+            "%%turn\nInstead: what if we changed the pricing tiers?",
+            "%%turn\nA new question after the restart",
+            "%convo load",
+            "%convo",
+        ],
+    )
+    p = page.page
+    open_notebook(p, url)
+    for index in range(6):
+        run_cell(p, index)
+    # Kernel ▸ Restart Kernel…, and confirm, as a person does.
+    p.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    p.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+    p.locator(".jp-Dialog-button.jp-mod-accept", has_text="Restart").click()
+    p.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
+    first = run_cell(p, 0)
+    notice = first.locator(".jp-OutputArea-output").last
+    expect(notice).to_contain_text(re.compile(r"nbconvo: earlier session, \d\d:\d\d today: 3 turns, 2 branches"))
+    expect(notice).to_contain_text("`%convo load` restores it")
+    ARTIFACTS.mkdir(exist_ok=True)
+    first.screenshot(path=str(ARTIFACTS / "restart-notice.png"))
+    run_cell(p, 1)
+    run_cell(p, 6)  # the new kernel works before it restores
+    load = run_cell(p, 7)
+    expect(load.locator(".jp-OutputArea-output")).to_contain_text("restored 1 conversation(s) from session 1")
+    shown = run_cell(p, 8)
+    widget = shown.locator(".nbconvo-widget")
+    expect(widget.locator(".nbconvo-row[data-turn]")).to_have_count(3)
+    expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("pricing")
+    expect(widget.locator(".nbconvo-row[data-turn='2'] .nbconvo-badge")).to_have_text("main")
+    p.screenshot(path=str(ARTIFACTS / "restart-restored.png"), full_page=True)
+    assert not page.dialogs
