@@ -38,8 +38,12 @@ from tests.fakes.fault_server import (
 )
 from tests.provider_cases import clean_environment
 
-READ_TIMEOUT = 0.4
+READ_TIMEOUT = 0.4  # for the tests of a stall: short, so a stall is quick to test
 STALL = 3 * READ_TIMEOUT
+# Every other test: a read timeout no busy machine reaches between two writes, so a slow
+# scheduler can never turn a scripted fault into an unscripted retry.
+GENEROUS_READ_TIMEOUT = 60.0
+_READ = {"timeout": GENEROUS_READ_TIMEOUT}
 
 
 def _jwt() -> str:
@@ -78,21 +82,31 @@ def environment(wire: str, server: FaultServer) -> dict[str, str]:
     }[wire]
 
 
-def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The read timeout nbconvo uses (120 s) made short enough to test a stall."""
+def patch_read_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read timeout nbconvo uses (120 s) replaced by ``_READ["timeout"]``: generous,
+    unless a test of a stall calls ``reads_time_out_quickly``."""
     original = SSEStream.__init__
+    _READ["timeout"] = GENEROUS_READ_TIMEOUT
 
     def init(self: SSEStream, **kwargs: Any) -> None:
-        kwargs["timeout"] = httpx.Timeout(connect=2.0, read=READ_TIMEOUT, write=2.0, pool=2.0)
+        read = _READ["timeout"]
+        kwargs["timeout"] = httpx.Timeout(connect=10.0, read=read, write=10.0, pool=10.0)
         original(self, **kwargs)
 
     monkeypatch.setattr(SSEStream, "__init__", init)
 
 
+def reads_time_out_quickly(faults: list[Fault]) -> None:
+    """A test of a stall: the stall lasts 3× a short read timeout (call before the first
+    turn: the provider keeps the timeout it was built with)."""
+    if any(f.kind == "stall" for f in faults):
+        _READ["timeout"] = READ_TIMEOUT
+
+
 @pytest.fixture
 def server(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultServer]:
     clean_environment(monkeypatch)  # retry waits capped at 0.05 s
-    short_timeouts(monkeypatch)
+    patch_read_timeout(monkeypatch)
     with FaultServer() as fake:
         yield fake
     counts.add("faults injected", fake.faults_served)
@@ -240,6 +254,7 @@ def test_fault_outcome(
     sent: int,
 ) -> None:
     fmt = wire.removesuffix("-v1")  # the wire format azure-v1 speaks is azure's
+    reads_time_out_quickly(faults)
     connect(shell, server, monkeypatch, wire)
     first_turn = turn(shell, capsys, "one", "c1")
     assert first_turn.success, first_turn.text
@@ -353,6 +368,7 @@ def test_copilot_conversation_create_faults(
     outcome: str,
 ) -> None:
     """Copilot's first request of a conversation is a plain JSON POST: faults there too."""
+    reads_time_out_quickly(faults)
     connect(shell, server, monkeypatch, "copilot")
     server.script.extend(faults)
     result = turn(shell, capsys, "one", "c1")
