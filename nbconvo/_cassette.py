@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from nbconvo._document import write_atomic
 from nbconvo._errors import PersistenceError, ReplayMiss, UsageError
+from nbconvo._parts import content_text, content_to_json
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
 from nbconvo.providers import Provider
 
@@ -39,7 +40,9 @@ def canonical_request(request: ChatRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "seed": request.seed,
         "system": request.system,
-        "messages": [dict(m) for m in request.messages],
+        "messages": [
+            {"role": m["role"], "content": content_to_json(m["content"])} for m in request.messages
+        ],
     }
 
 
@@ -201,7 +204,7 @@ class CassetteProvider:
             if mode == "replay":
                 self.inner()  # a missing key or unknown model says so, as it would live
                 turn = sum(1 for m in request.messages if m["role"] == "user")
-                prompt = " ".join(request.messages[-1]["content"].split())[:50]
+                prompt = " ".join(content_text(request.messages[-1]["content"]).split())[:50]
                 raise ReplayMiss(
                     f"cassette {self.cassette.path} has no answer for turn {turn} "
                     f"({prompt!r}, {self.spec}): record it with `--mode auto` or `--mode record`"

@@ -7,7 +7,7 @@ same code serves ``%%turn``, ``Conversation.ask`` and ``nbconvo run``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from nbconvo._errors import (
 )
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
+from nbconvo._parts import Part, Parts, TextPart, content_of, text_of
 from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
 from nbconvo._types import ChatRequest, Finish, Message, Notice, Usage
@@ -35,6 +36,20 @@ def _no_cell() -> tuple[str | None, object | None]:
 # Set by the IPython extension: the (cell id, execution) of the cell running now, so that
 # ``Conversation.ask`` in a code cell follows the same rerun contract as ``%%turn``.
 cell_context: Callable[[], tuple[str | None, object | None]] = _no_cell
+
+
+def prompt_of(text: str | Sequence[Part]) -> Parts:
+    """A prompt as parts: a string is one text part."""
+    if isinstance(text, str):
+        return (TextPart(text),)
+    parts = tuple(text)
+    for part in parts:
+        if not isinstance(part, Part.__args__):
+            raise UsageError(
+                f"a prompt is text or a list of parts (TextPart, ImagePart, …), not "
+                f"{type(part).__name__}"
+            )
+    return parts
 
 
 @dataclass
@@ -181,8 +196,8 @@ class Conversation:
         for turn in self.path if path is None else path:
             if turn.kind != "turn" or not turn.answer:  # summaries go in the system text
                 continue
-            out.append({"role": "user", "content": turn.prompt})
-            out.append({"role": "assistant", "content": turn.answer})
+            out.append({"role": "user", "content": turn.prompt_content})
+            out.append({"role": "assistant", "content": turn.answer_content})
         return out
 
     def context_window(self, spec: str | None = None) -> int | None:
@@ -299,12 +314,14 @@ class Conversation:
                 return _Plan(rerun.parent, rerun=rerun)
         return _Plan(self.tree.head)
 
-    def request(self, text: str, options: TurnOptions | None = None) -> ChatRequest:
+    def request(
+        self, text: str | Sequence[Part], options: TurnOptions | None = None
+    ) -> ChatRequest:
         """The exact request the next turn would send."""
         options = options or TurnOptions()
-        return self._request(text, options, self._plan(options).parent)
+        return self._request(prompt_of(text), options, self._plan(options).parent)
 
-    def _request(self, text: str, options: TurnOptions, parent: int | None) -> ChatRequest:
+    def _request(self, prompt: Parts, options: TurnOptions, parent: int | None) -> ChatRequest:
         spec = self.model_spec(options.model)
         prefix, _, model = spec.partition(":")
         path = self.tree.ancestry(parent)
@@ -312,7 +329,7 @@ class Conversation:
         return ChatRequest(
             provider=prefix,
             model=model,
-            messages=(*self.messages(path), {"role": "user", "content": text}),
+            messages=(*self.messages(path), {"role": "user", "content": content_of(prompt)}),
             system=self.system_text(path),
             temperature=temperature,
             max_tokens=options.max_tokens if options.max_tokens is not None else self.max_tokens,
@@ -335,19 +352,22 @@ class Conversation:
 
     def ask(
         self,
-        text: str,
+        text: str | Sequence[Part],
         *,
         sink: StreamSink | None = None,
         options: TurnOptions | None = None,
         **kwargs: Any,
     ) -> Turn:
-        """Send one turn and record it. Keyword options as in ``TurnOptions``."""
+        """Send one turn and record it: ``text``, or parts (text, images, …). Keyword
+        options as in ``TurnOptions``."""
         if options is None:
             if "cell_id" not in kwargs:
                 kwargs["cell_id"], kwargs["execution"] = cell_context()
             options = TurnOptions(**kwargs)
         sink = sink or StreamSink()
-        if not text.strip():
+        prompt = prompt_of(text)
+        text = text_of(prompt)
+        if not text.strip() and all(isinstance(p, TextPart) for p in prompt):
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
         spec = self.model_spec(options.model)
         provider = self.provider(spec)  # unknown provider or missing key: nothing changed yet
@@ -357,13 +377,13 @@ class Conversation:
             sink.on_notice(f"context was past {self.auto_compact:.0%}: compacted into {branch}")
             plan = self._plan(options)
         self.check_fits(text, plan.parent, spec)
-        request = self._request(text, options, plan.parent)
+        request = self._request(prompt, options, plan.parent)
         started = time.time()
         got = _Collected()
         try:
             collect(provider, request, sink, got)
         except KeyboardInterrupt:
-            turn = self._record(text, got, "interrupted", request, options, spec, started, plan)
+            turn = self._record(prompt, got, "interrupted", request, options, spec, started, plan)
             raise TurnInterrupted(
                 f"interrupted: the partial answer is kept as turn {self.tree.label(turn.id)} "
                 "(interrupted); the next turn continues from it"
@@ -374,7 +394,7 @@ class Conversation:
             if not got.parts:
                 raise  # nothing arrived: nothing changed
             turn = self._record(
-                text, got, "error", request, options, spec, started, plan, str(error)
+                prompt, got, "error", request, options, spec, started, plan, str(error)
             )
             raise ProviderError(
                 f"{error} — the partial answer is kept as turn {self.tree.label(turn.id)} (error)",
@@ -383,7 +403,7 @@ class Conversation:
             ) from None
         if got.finish is not None and got.finish.reason == "length" and not got.finish.notice:
             sink.on_notice("the answer was cut at the max-tokens limit")
-        turn = self._record(text, got, "ok", request, options, spec, started, plan)
+        turn = self._record(prompt, got, "ok", request, options, spec, started, plan)
         if self.budget and turn.kind == "turn" and self.exchanges() > self.budget:
             sink.on_notice(
                 f"past the budget of {self.budget} exchanges: time to wrap up "
@@ -401,7 +421,7 @@ class Conversation:
 
     def _record(
         self,
-        text: str,
+        prompt: Parts,
         got: _Collected,
         status: Status,
         request: ChatRequest,
@@ -434,8 +454,9 @@ class Conversation:
             Turn(
                 id=self.tree.new_turn_id(),
                 parent=plan.parent,
-                prompt=text,
+                prompt=text_of(prompt),
                 answer=answer,
+                prompt_parts=() if isinstance(content_of(prompt), str) else prompt,
                 status=status,
                 source=options.source,
                 provider=spec.partition(":")[0],
@@ -496,9 +517,15 @@ class Conversation:
 
             return json.dumps(conversation_to_dict(self), ensure_ascii=False, indent=1)
         if fmt == "openai":
+            from nbconvo._parts import content_to_json
+
             system = self.system_text()
             head: list[Message] = [{"role": "system", "content": system}] if system else []
-            return json.dumps(head + self.messages(), ensure_ascii=False, indent=1)
+            listed = [
+                {"role": m["role"], "content": content_to_json(m["content"])}
+                for m in head + self.messages()
+            ]
+            return json.dumps(listed, ensure_ascii=False, indent=1)
         raise UsageError(f"unknown export format {fmt!r}: use md, json or openai")
 
     def reset_tree(self) -> ConversationTree:

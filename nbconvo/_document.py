@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbconvo._errors import PersistenceError
+from nbconvo._parts import parts_from_json, parts_to_json
 from nbconvo._tree import ConversationTree, Turn
 
 if TYPE_CHECKING:
@@ -38,12 +39,29 @@ _SETTINGS = (
 )
 _TURN_NAMES = tuple(f.name for f in fields(Turn))
 _TURN_FIELDS = set(_TURN_NAMES)
+_PART_FIELDS = ("prompt_parts", "answer_parts")
 
 
 def turn_to_dict(turn: Turn) -> dict[str, Any]:
-    # A shallow dict: a turn's fields are JSON values already, and dataclasses.asdict's
-    # deep copy was most of an autosave's cost.
-    return {name: getattr(turn, name) for name in _TURN_NAMES}
+    # A shallow dict: a turn's fields are JSON values already (but its parts), and
+    # dataclasses.asdict's deep copy was most of an autosave's cost.
+    out = {name: getattr(turn, name) for name in _TURN_NAMES}
+    for name in _PART_FIELDS:
+        out[name] = parts_to_json(out[name]) if out[name] else []
+    return out
+
+
+def turn_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """A turn's saved fields ready for ``Turn(**…)``: parts decoded, unknown fields (a
+    later version's) left out."""
+    fields = (
+        raw if raw.keys() <= _TURN_FIELDS else {k: v for k, v in raw.items() if k in _TURN_FIELDS}
+    )
+    for name in _PART_FIELDS:
+        value = fields.get(name)
+        if value is not None and not isinstance(value, tuple):
+            fields = {**fields, name: parts_from_json(value)}
+    return fields
 
 
 def settings_of(convo: Conversation) -> dict[str, Any]:
@@ -60,7 +78,7 @@ def tree_to_dict(tree: ConversationTree) -> dict[str, Any]:
 
 
 def tree_from_dict(data: dict[str, Any]) -> ConversationTree:
-    turns = [Turn(**{k: v for k, v in raw.items() if k in _TURN_FIELDS}) for raw in data["turns"]]
+    turns = [Turn(**turn_fields(raw)) for raw in data["turns"]]
     return tree_of(turns, data["branches"], data["current"], data["next_id"])
 
 

@@ -385,15 +385,16 @@ class ConvoMagics(Magics):
         show_markdown("\n".join(rows))
 
     def _cmd_inspect(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo.providers import wire_preview
+
         prompt = " ".join(args.prompt) or "(your next prompt)"
         request = convo.request(prompt, TurnOptions(cell_id=None))
-        body = {
-            "model": f"{request.provider}:{request.model}",
-            "messages": request.all_messages(),
-            **({"temperature": request.temperature} if request.temperature is not None else {}),
-            **({"max_tokens": request.max_tokens} if request.max_tokens is not None else {}),
-        }
-        text = json.dumps(body, indent=2, ensure_ascii=False)
+        spec = convo.model_spec()
+        try:
+            provider = convo._live_provider(spec, convo.base_url if spec == convo.model else None)
+        except NbconvoError:
+            provider = None  # no key yet: the neutral request, which needs none
+        text = json.dumps(wire_preview(provider, request), indent=2, ensure_ascii=False)
         fence = "````" if "```" in text else "```"
         show_markdown(f"{fence}json\n{text}\n{fence}", text)
 

@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from nbconvo._document import (
     session_parts_from_dict,
     settings_of,
     tree_of,
+    turn_fields,
     turn_to_dict,
 )
 from nbconvo._errors import PersistenceError
@@ -409,8 +410,7 @@ class SessionStore:
             for (seq, turn_id, parent, prompt, answer, source, _), meta in zip(
                 turn_rows, metas, strict=True
             ):
-                if not meta.keys() <= _TURN_FIELDS:  # fields a later version added
-                    meta = {k: v for k, v in meta.items() if k in _TURN_FIELDS}
+                meta = turn_fields(meta)
                 turns.setdefault(seq, []).append(
                     Turn(
                         id=turn_id,
@@ -528,7 +528,6 @@ _INSERT_TURN = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OWN_COLUMNS = frozenset({"id", "parent", "prompt", "answer", "source"})
-_TURN_FIELDS = frozenset(f.name for f in fields(Turn))
 
 
 def _insert_turns(db: sqlite3.Connection, session_id: str, seq: int, turns: Iterable[Turn]) -> None:

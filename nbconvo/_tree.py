@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from nbconvo._errors import ConversationError, UsageError
+from nbconvo._parts import Content, Parts, content_of
 
 Status = Literal["ok", "interrupted", "error"]
 Kind = Literal["turn", "summary"]
@@ -43,6 +44,20 @@ class Turn:
     finished_at: float = 0.0
     cell_id: str | None = None
     error: str | None = None
+    # What was sent and received, part by part, when more than text (an image, a value):
+    # empty when the prompt or answer is its text alone. ``prompt``/``answer`` are the
+    # text views of these.
+    prompt_parts: Parts = ()
+    answer_parts: Parts = ()
+
+    @property
+    def prompt_content(self) -> Content:
+        """The prompt as a message carries it: its text, or its parts."""
+        return content_of(self.prompt_parts) if self.prompt_parts else self.prompt
+
+    @property
+    def answer_content(self) -> Content:
+        return content_of(self.answer_parts) if self.answer_parts else self.answer
 
     def _repr_markdown_(self) -> str:
         from nbconvo._sanitize import neutralize_html

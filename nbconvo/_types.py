@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, TypedDict
 
+from nbconvo._parts import Content
+
 Role = Literal["system", "user", "assistant"]
 
 
 class Message(TypedDict):
     role: Role
-    content: str
+    content: Content  # plain text, or parts when a turn carries more (see _parts)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -139,6 +140,11 @@ def test_system_goal_and_inspect(convo_shell: InteractiveShell, fake_openai: Fak
     assert turn(convo_shell, "go", "c1").success
     system = fake_openai.requests[-1]["messages"][0]
     assert system["role"] == "system" and "Reduce churn" in system["content"]
+    # inspect shows what the provider's own request builder sends: the very body
+    assert run(convo_shell, "%convo inspect and then what").success
+    shown = json.loads(convo_shell.display_pub.outputs[-1]["data"]["text/plain"])
+    assert turn(convo_shell, "and then what", "c2").success
+    assert shown == {"POST": fake_openai.base_url + "/chat/completions", "body": fake_openai.requests[-1]}
 
 
 def test_named_conversations(convo_shell: InteractiveShell, fake_openai: FakeOpenAI) -> None:

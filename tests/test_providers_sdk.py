@@ -314,3 +314,180 @@ def test_gemini_sdk_raises_on_the_fakes_errors(monkeypatch: pytest.MonkeyPatch) 
         client = _genai_client(fake)
         counted = client.models.count_tokens(model="gemini-3.5-flash", contents="hi")
         assert counted.total_tokens == 2
+
+
+# -- a turn with text and an image, after three turns of history -----------------------
+
+
+def _png() -> bytes:
+    """A real 2×2 PNG, made here: signature, IHDR, IDAT, IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + bytes([255, 0, 0, 0, 255, 0]) for _ in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+PNG = _png()
+IMAGE_PROMPT = "What is in this picture?"
+
+
+def image_conversation(case_name: str) -> ChatRequest:
+    """Three turns of history (the first with an image of its own), then text + image."""
+    from nbconvo._parts import ImagePart, TextPart
+
+    case = BY_NAME[case_name]
+    history = conversation(case_name).messages  # three user turns, two answers
+    first = history[0]
+    assert isinstance(first["content"], str)
+    first_parts = (TextPart(first["content"]), ImagePart(PNG, "image/png"))
+    last = (TextPart(IMAGE_PROMPT), ImagePart(PNG, "image/png", name="plot.png"))
+    prefix, _, model = case.spec.partition(":")
+    return ChatRequest(
+        provider=prefix,
+        model=model,
+        messages=(
+            {"role": "user", "content": first_parts},
+            *history[1:],
+            {"role": "assistant", "content": "echo #3: third question"},
+            {"role": "user", "content": last},
+        ),
+        system=SYSTEM,
+        max_tokens=MAX_TOKENS,
+    )
+
+
+def _data_url() -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+def _openai_sdk_messages(chat: ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in chat.all_messages():
+        content = m["content"]
+        if not isinstance(content, str):
+            content = [
+                {"type": "text", "text": p.text} if p.kind == "text"
+                else {"type": "image_url", "image_url": {"url": _data_url()}}
+                for p in content
+            ]
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+@pytest.mark.parametrize("case_name", ["openai", "azure"])
+def test_openai_sdk_sends_the_same_body_for_text_and_image_parts(
+    case_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = BY_NAME[case_name]
+    with case.running(monkeypatch) as fake:
+        chat = image_conversation(case_name)
+        if case_name == "openai":
+            client: Any = openai.OpenAI(api_key=OPENAI_KEY, base_url=fake.base_url, max_retries=0)
+        else:
+            client = openai.AzureOpenAI(azure_endpoint=fake.endpoint, api_key=fake.api_key,
+                                        api_version="2024-10-21", max_retries=0)
+        for _ in client.chat.completions.create(
+            model=chat.model, messages=_openai_sdk_messages(chat), stream=True,
+            stream_options={"include_usage": True}, max_completion_tokens=MAX_TOKENS,
+        ):
+            pass
+        ours = run(case.provider(), chat)
+        assert ours.error is None and ours.text == f"echo #4: {IMAGE_PROMPT}"
+        sdk_body, our_body = fake.requests
+        assert our_body == sdk_body
+        assert our_body["messages"][-1]["content"][1] == {"type": "image_url", "image_url": {"url": _data_url()}}
+
+
+def test_anthropic_sdk_sends_the_same_body_for_text_and_image_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    case = BY_NAME["anthropic"]
+    with case.running(monkeypatch) as fake:
+        chat = image_conversation("anthropic")
+        source = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(PNG).decode()}
+        messages: list[dict[str, Any]] = []
+        for m in chat.messages:
+            content = m["content"]
+            if not isinstance(content, str):
+                content = [
+                    {"type": "text", "text": p.text} if p.kind == "text" else {"type": "image", "source": source}
+                    for p in content
+                ]
+            messages.append({"role": m["role"], "content": content})
+        client = anthropic.Anthropic(api_key=fake.api_key, base_url=fake.base_url, max_retries=0)
+        with client.messages.stream(
+            model=chat.model, max_tokens=MAX_TOKENS, system=SYSTEM, messages=messages  # type: ignore[arg-type]
+        ) as stream:
+            sdk_text = "".join(stream.text_stream)
+        ours = run(case.provider(), chat)
+        assert ours.error is None and ours.text == sdk_text == f"echo #4: {IMAGE_PROMPT}"
+        sdk_body, our_body = fake.requests
+        assert our_body == sdk_body
+        assert our_body["messages"][-1]["content"][1] == {"type": "image", "source": source}
+
+
+def test_gemini_sdk_sends_the_same_body_for_text_and_image_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    case = BY_NAME["gemini"]
+    with case.running(monkeypatch) as fake:
+        chat = image_conversation("gemini")
+        contents = []
+        for m in chat.messages:
+            content = m["content"]
+            parts = (
+                [genai_types.Part(text=content)] if isinstance(content, str) else [
+                    genai_types.Part(text=p.text) if p.kind == "text"
+                    else genai_types.Part(inline_data=genai_types.Blob(mime_type="image/png", data=PNG))
+                    for p in content
+                ]
+            )
+            contents.append(genai_types.Content(role="model" if m["role"] == "assistant" else "user", parts=parts))
+        config = genai_types.GenerateContentConfig(system_instruction=SYSTEM, max_output_tokens=MAX_TOKENS)
+        client = _genai_client(fake)
+        text = "".join(
+            chunk.text or ""
+            for chunk in client.models.generate_content_stream(model=chat.model, contents=contents, config=config)
+        )
+        ours = run(case.provider(), chat)
+        assert ours.error is None and ours.text == text == f"echo #4: {IMAGE_PROMPT}"
+        sdk_seen, our_seen = fake.seen
+        assert our_seen.path == sdk_seen.path
+        assert our_seen.body == sdk_seen.body
+        assert "inlineData" in our_seen.body["contents"][-1]["parts"][1]
+
+
+@pytest.mark.parametrize("spec", ["copilot", "llama"])
+def test_copilot_and_the_in_process_model_refuse_an_image_before_sending(
+    spec: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from nbconvo._errors import UsageError
+    from nbconvo.providers import create_provider
+
+    if spec == "copilot":
+        case = BY_NAME["copilot"]
+        with case.running(monkeypatch) as fake:
+            chat = image_conversation("copilot")
+            with pytest.raises(UsageError) as caught:
+                list(case.provider().stream(chat))
+            assert fake.requests == [] and not fake.seen  # nothing reached the server
+    else:
+        # Refused before the model file is read: not a model, and never loaded.
+        not_a_model = tmp_path / "not-a-model.gguf"
+        not_a_model.write_bytes(b"not a GGUF file")
+        provider = create_provider(f"llama:{not_a_model}")
+        chat = ChatRequest(provider="llama", model="x", messages=image_conversation("openai").messages)
+        with pytest.raises(UsageError) as caught:
+            list(provider.stream(chat))
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert "does not take an image in a prompt" in message and "nothing was sent" in message

@@ -11,8 +11,10 @@ import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nbconvo._errors import ConfigurationError
+from nbconvo._types import ChatRequest
 from nbconvo.providers._base import Provider
 
 
@@ -130,3 +132,36 @@ def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
 
 
 __all__ = ["PROVIDERS", "Provider", "create_provider", "default_model_spec", "split_spec"]
+
+
+def wire_preview(provider: Provider | None, request: ChatRequest) -> dict[str, Any]:
+    """What ``provider`` would send for ``request``, built by its own request builder
+    (``%convo inspect``): method, URL and body for the HTTP providers, the neutral
+    request for the others. Long base64 (images) is shortened for reading."""
+    from nbconvo._parts import content_to_json
+
+    url, body = getattr(provider, "url", None), getattr(provider, "body", None)
+    if callable(url) and callable(body):
+        shown: dict[str, Any] = {"POST": url(), "body": body(request)}
+    else:
+        shown = {
+            "model": f"{request.provider}:{request.model}",
+            "messages": [
+                {"role": m["role"], "content": content_to_json(m["content"])}
+                for m in request.all_messages()
+            ],
+            **({"temperature": request.temperature} if request.temperature is not None else {}),
+            **({"max_tokens": request.max_tokens} if request.max_tokens is not None else {}),
+        }
+    shortened: dict[str, Any] = _shortened(shown)
+    return shortened
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _shortened(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened(v) for v in value]
+    if isinstance(value, str) and len(value) > 200 and " " not in value:
+        return f"{value[:48]}… ({len(value):,} characters)"
+    return value

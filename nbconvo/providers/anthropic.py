@@ -17,7 +17,9 @@ from typing import Any
 
 from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
-from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, Usage
+from nbconvo._parts import as_parts
+from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, Role, Usage
+from nbconvo.providers._content import anthropic_blocks
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -33,19 +35,36 @@ API_VERSION = "2026-10-21"
 _TRANSIENT = {"overloaded_error", "api_error", "timeout_error", "rate_limit_error"}
 
 
-def alternate(messages: list[Message]) -> list[dict[str, str]]:
+def alternate(messages: list[Message]) -> list[Message]:
     """User/assistant turns strictly alternating from a user turn: neighbours with the
-    same role are joined by a blank line (the API would merge them anyway)."""
-    out: list[dict[str, str]] = []
+    same role are joined (texts by a blank line; the API would merge them anyway)."""
+    out: list[Message] = []
     for message in messages:
-        role = "assistant" if message["role"] == "assistant" else "user"
+        role: Role = "assistant" if message["role"] == "assistant" else "user"
         if out and out[-1]["role"] == role:
-            out[-1]["content"] += "\n\n" + message["content"]
+            before, content = out[-1]["content"], message["content"]
+            if isinstance(before, str) and isinstance(content, str):
+                out[-1] = {"role": role, "content": before + "\n\n" + content}
+            else:
+                out[-1] = {"role": role, "content": (*as_parts(before), *as_parts(content))}
         else:
             out.append({"role": role, "content": message["content"]})
     if out and out[0]["role"] != "user":
         out.insert(0, {"role": "user", "content": "(continued)"})
     return out
+
+
+def anthropic_messages(messages: list[Message], label: str) -> list[dict[str, Any]]:
+    """Strings stay strings; parts become content blocks."""
+    return [
+        {
+            "role": m["role"],
+            "content": m["content"]
+            if isinstance(m["content"], str)
+            else anthropic_blocks(m["content"], label),
+        }
+        for m in alternate(messages)
+    ]
 
 
 class AnthropicProvider(HTTPProvider):
@@ -67,7 +86,9 @@ class AnthropicProvider(HTTPProvider):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens or default_max_tokens(f"{self.prefix}:{self.model}"),
-            "messages": alternate([m for m in request.messages if m["role"] != "system"]),
+            "messages": anthropic_messages(
+                [m for m in request.messages if m["role"] != "system"], self.label
+            ),
             "stream": True,
         }
         if request.system:

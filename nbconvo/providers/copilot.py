@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from nbconvo._errors import ProviderError
+from nbconvo._parts import content_text
 from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent
+from nbconvo.providers._content import text_only
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -70,7 +72,7 @@ def machine_time_zone(environ: Mapping[str, str] | None = None) -> str:
 
 
 def _state(system: str | None, messages: list[Message]) -> State:
-    return (system or "", tuple((m["role"], m["content"]) for m in messages))
+    return (system or "", tuple((m["role"], content_text(m["content"])) for m in messages))
 
 
 class CopilotProvider(HTTPProvider):
@@ -107,7 +109,7 @@ class CopilotProvider(HTTPProvider):
             speaker = "User" if message["role"] == "user" else "Assistant"
             items.append(
                 {
-                    "text": f"{speaker}: {message['content']}",
+                    "text": f"{speaker}: {content_text(message['content'])}",
                     "description": f"turn {turn} of the conversation so far",
                 }
             )
@@ -118,9 +120,10 @@ class CopilotProvider(HTTPProvider):
         if not self._told:  # marked told once a turn succeeds: a failed turn shows no notes
             yield Notice(f"{self.label}: {LIMITS}")
         messages = [m for m in request.messages if m["role"] != "system"]
+        text_only(messages, self.label, "the Copilot Chat API takes text messages only")
         if not messages or messages[-1]["role"] != "user":
             raise ProviderError(f"{self.label}: the last message must be the user's prompt")
-        earlier, prompt = messages[:-1], messages[-1]["content"]
+        earlier, prompt = messages[:-1], content_text(messages[-1]["content"])
         before = _state(request.system, earlier)
         headers = {"Authorization": f"Bearer {token}"}
         conversation = self.conversations.pop(before, None)

@@ -16,6 +16,7 @@ from typing import Any
 
 from nbconvo._models import known_names
 from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
+from nbconvo.providers._content import gemini_parts
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -70,7 +71,7 @@ class GeminiProvider(HTTPProvider):
         contents = [
             {
                 "role": "model" if m["role"] == "assistant" else "user",
-                "parts": [{"text": m["content"]}],
+                "parts": gemini_parts(m["content"], self.label),
             }
             for m in turns
         ]

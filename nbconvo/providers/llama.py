@@ -39,7 +39,9 @@ from nbconvo._errors import (
     StreamInterrupted,
 )
 from nbconvo._localmodel import resolve_llama_target
+from nbconvo._parts import content_text
 from nbconvo._types import ChatRequest, Finish, Message, ProviderEvent, Usage
+from nbconvo.providers._content import text_only
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -216,7 +218,7 @@ class LlamaProvider:
                     special=True,
                 )
                 return len(tokens)
-        text = "\n".join(m["content"] for m in messages)
+        text = "\n".join(content_text(m["content"]) for m in messages)
         content = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         return len(content) + _PER_MESSAGE_OVERHEAD * len(messages)
 
@@ -227,9 +229,10 @@ class LlamaProvider:
         )
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        messages = request.all_messages()
+        text_only(messages, self.label, "this in-process model reads text only")
         loaded = _load(self.path, self.n_ctx)
         llm = loaded.llm
-        messages = request.all_messages()
         kwargs: dict[str, Any] = {"messages": messages, "stream": True}
         if request.temperature is not None:  # else llama's own default
             kwargs["temperature"] = request.temperature

@@ -19,6 +19,7 @@ import httpx
 from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
+from nbconvo.providers._content import openai_content
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -134,7 +135,10 @@ class OpenAICompatibleProvider(HTTPProvider):
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": request.all_messages(),
+            "messages": [
+                {"role": m["role"], "content": openai_content(m["content"], self.label)}
+                for m in request.all_messages()
+            ],
             "stream": True,
             "stream_options": {"include_usage": True},
         }

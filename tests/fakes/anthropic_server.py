@@ -79,11 +79,7 @@ class FakeAnthropic(FakeServer):
             payload = canned.body or error_body("api_error", "Internal server error")
             ex.json(canned.status, payload, {"request-id": "req_011fake", **canned.headers})
             return
-        users = [
-            m["content"] if isinstance(m["content"], str) else m["content"][0]["text"]
-            for m in body["messages"]
-            if m["role"] == "user"
-        ]
+        users = [text_of(m["content"]) for m in body["messages"] if m["role"] == "user"]
         self._stream(ex, body, self.pieces(self.answer(users), canned), canned, tokens)
 
     def _stream(
@@ -203,7 +199,7 @@ def input_tokens(body: dict[str, Any]) -> int:
 def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
-    return " ".join(block.get("text", "") for block in content)
+    return " ".join(block["text"] for block in content if block.get("type") == "text")
 
 
 def validate(body: Any, version: str, *, count_only: bool = False) -> str | None:

@@ -17,7 +17,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.fakes.base import Canned, Exchange, FakeServer, count_tokens
+from tests.fakes.base import (
+    Canned,
+    Exchange,
+    FakeServer,
+    chat_content_error,
+    chat_content_text,
+    count_tokens,
+)
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 _CLASSIC = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
@@ -109,7 +116,7 @@ class FakeAzure(FakeServer):
                 ),
             )
             return
-        tokens = sum(count_tokens(m["content"]) + 3 for m in body["messages"])
+        tokens = sum(count_tokens(chat_content_text(m["content"])) + 3 for m in body["messages"])
         if tokens > self.context_window:
             ex.json(
                 400,
@@ -133,7 +140,7 @@ class FakeAzure(FakeServer):
                 canned.headers,
             )
             return
-        users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+        users = [chat_content_text(m["content"]) for m in body["messages"] if m["role"] == "user"]
         self._stream(ex, body, deployment, self.pieces(self.answer(users), canned), canned, tokens)
 
     def _stream(
@@ -279,8 +286,9 @@ def validate(body: Any, *, v1: bool) -> str | None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             return f"Invalid value for 'messages[{i}].role'"
-        if not isinstance(m.get("content"), str):
-            return f"Invalid type for 'messages[{i}].content'"
+        problem = chat_content_error(m.get("content"), f"messages[{i}]")
+        if problem:
+            return problem
     if body.get("stream") is not True:
         return "this fake only serves stream=true"
     if "max_tokens" in body and "max_completion_tokens" in body:

@@ -232,3 +232,33 @@ class FakeServer:
                 self._dispatch("POST")
 
         return Handler
+
+
+# -- message content with parts (text and images), as each wire format writes it ---------
+
+
+def chat_content_text(content: Any) -> str:
+    """The text of a Chat Completions message's content: a string, or its text parts."""
+    if isinstance(content, str):
+        return content
+    return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def chat_content_error(content: Any, where: str) -> str | None:
+    """What OpenAI answers for content that is neither a string nor a list of ``text``
+    and ``image_url`` parts (the wire-format reference, section 1)."""
+    if isinstance(content, str):
+        return None
+    if not isinstance(content, list) or not content:
+        return f"Invalid type for '{where}.content'"
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            continue
+        if kind == "image_url":
+            url = (part.get("image_url") or {}).get("url")
+            if isinstance(url, str) and url.startswith(("data:image/", "https://", "http://")):
+                continue
+            return f"Invalid value for '{where}.content[{j}].image_url.url'"
+        return f"Invalid value: '{kind}'. Supported values are: 'text' and 'image_url'."
+    return None

@@ -198,10 +198,9 @@ class FakeGemini(FakeServer):
             )
             return
         users = [
-            p["text"]
+            " ".join(p["text"] for p in c["parts"] if "text" in p)
             for c in body["contents"]
             if c.get("role", "user") == "user"
-            for p in c["parts"][:1]
         ]
         pieces = self.pieces(self.answer(users), canned)
         chunks = self._chunks(body, model, pieces, canned, tokens)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.base import chat_content_error, chat_content_text
+
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
@@ -39,7 +41,7 @@ class Canned:
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
-    users = [m["content"] for m in messages if m["role"] == "user"]
+    users = [chat_content_text(m["content"]) for m in messages if m["role"] == "user"]
     return f"echo #{len(users)}: {users[-1]}"
 
 
@@ -300,7 +302,9 @@ class FakeOpenAI:
                     }
                 )
                 if include_usage and fake.send_usage:
-                    prompt = sum(len(m["content"].split()) + 3 for m in body["messages"])
+                    prompt = sum(
+                        len(chat_content_text(m["content"]).split()) + 3 for m in body["messages"]
+                    )
                     completion = len(pieces)
                     send(
                         {
@@ -334,8 +338,9 @@ def _validate(body: Any) -> str | None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             return f"Invalid value for 'messages[{i}].role'"
-        if not isinstance(m.get("content"), str):
-            return f"Invalid type for 'messages[{i}].content'"
+        problem = chat_content_error(m.get("content"), f"messages[{i}]")
+        if problem:
+            return problem
     if body.get("stream") is not True:
         return "this fake only serves stream=true"
     if (

@@ -1,0 +1,167 @@
+"""The parts a prompt or an answer is made of: text, images, notebook values, tool calls
+and results, reasoning.
+
+Frozen values, serializable to JSON (an image's bytes as base64). A message whose parts
+are all text travels as a plain string, as before parts existed: the same requests,
+the same cassette keys. Providers translate the kinds they support and refuse the
+others, before sending, in one line naming the part and the provider.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
+
+from nbconvo._errors import UsageError
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image's bytes and media type (``image/png``, ``image/jpeg``, …)."""
+
+    data: bytes
+    media_type: str
+    name: str | None = None
+    kind: Literal["image"] = "image"
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never dump the bytes into a repr
+        return f"ImagePart({self.media_type}, {len(self.data):,} bytes, name={self.name!r})"
+
+
+@dataclass(frozen=True)
+class DataPart:
+    """A notebook value rendered for the model (``text``), with the expression it came
+    from: what was sent is kept, whatever the variable holds later."""
+
+    expression: str
+    text: str
+    media_type: str = "text/markdown"
+    kind: Literal["data"] = "data"
+
+
+@dataclass(frozen=True)
+class ToolCallPart:
+    call_id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+    kind: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True)
+class ToolResultPart:
+    call_id: str
+    content: str
+    is_error: bool = False
+    kind: Literal["tool_result"] = "tool_result"
+
+
+@dataclass(frozen=True)
+class ReasoningPart:
+    """A reasoning model's thinking: readable text, or a provider's opaque blob that must
+    be sent back as it came."""
+
+    text: str = ""
+    opaque: str | None = None
+    provider: str | None = None
+    kind: Literal["reasoning"] = "reasoning"
+
+
+Part: TypeAlias = TextPart | ImagePart | DataPart | ToolCallPart | ToolResultPart | ReasoningPart
+Parts: TypeAlias = tuple[Part, ...]
+Content: TypeAlias = str | Parts  # a message's content: plain text, or parts
+
+_KINDS: dict[str, type[Any]] = {
+    "text": TextPart,
+    "image": ImagePart,
+    "data": DataPart,
+    "tool_call": ToolCallPart,
+    "tool_result": ToolResultPart,
+    "reasoning": ReasoningPart,
+}
+DESCRIPTIONS = {
+    "text": "text",
+    "image": "an image",
+    "data": "a notebook value",
+    "tool_call": "a tool call",
+    "tool_result": "a tool result",
+    "reasoning": "reasoning",
+}
+
+
+def text_of(parts: Iterable[Part]) -> str:
+    """The text a person reads: text parts joined (other kinds have their own views)."""
+    return "".join(p.text for p in parts if isinstance(p, TextPart))
+
+
+def content_text(content: Content) -> str:
+    """A message's text (its text parts), for counting and for one-line mentions."""
+    return content if isinstance(content, str) else text_of(content)
+
+
+def content_of(parts: Parts) -> Content:
+    """A message's content: a plain string when every part is text, else the parts."""
+    if all(isinstance(p, TextPart) for p in parts):
+        return text_of(parts)
+    return parts
+
+
+def as_parts(content: Content) -> Parts:
+    return (TextPart(content),) if isinstance(content, str) else content
+
+
+def part_to_json(part: Part) -> dict[str, Any]:
+    if isinstance(part, ImagePart):
+        out: dict[str, Any] = {"kind": "image", "media_type": part.media_type}
+        out["data"] = part.base64()
+        if part.name is not None:
+            out["name"] = part.name
+        return out
+    return {k: v for k, v in vars(part).items()}
+
+
+def part_from_json(data: dict[str, Any]) -> Part:
+    kind = data.get("kind")
+    cls = _KINDS.get(str(kind))
+    if cls is None:
+        raise ValueError(f"unknown part kind {kind!r}")
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    if cls is ImagePart:
+        fields["data"] = base64.b64decode(fields["data"], validate=True)
+    part: Part = cls(**fields)
+    return part
+
+
+def parts_to_json(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    return [part_to_json(p) for p in parts]
+
+
+def parts_from_json(data: Sequence[dict[str, Any]]) -> Parts:
+    return tuple(part_from_json(d) for d in data)
+
+
+def content_to_json(content: Content) -> str | list[dict[str, Any]]:
+    """JSON for a message's content (requests in cassettes, `%convo inspect`)."""
+    return content if isinstance(content, str) else parts_to_json(content)
+
+
+def refuse(part: Part, provider: str, why: str = "") -> UsageError:
+    """The one-line error for a part a provider cannot take; nothing was sent."""
+    reason = f" ({why})" if why else ""
+    return UsageError(
+        f"{provider} does not take {DESCRIPTIONS[part.kind]} in a prompt{reason}: "
+        "remove it or choose another model with `%convo model`; nothing was sent"
+    )
