@@ -5,8 +5,20 @@ user echo and the reply; ``…/{id}/chatOverStream`` → SSE events, each a whol
 ``copilotConversation`` with the reply text *cumulative*, each followed by an ``id:``
 line, intermediate ones named "Intermediate Conversation Update" with ``turnCount: 0``,
 the last with the real name, ``turnCount`` incremented, the echo and the reply.
+The actions also answer under their namespace-qualified names
+(``…/{id}/microsoft.graph.copilot.chatOverStream``), the URLs Microsoft's own SDK
+(microsoft-agents-m365copilot-beta) posts to; the docs and nbconvo use the short ones.
 It requires a bearer token, ``message.text`` and a valid IANA ``locationHint.timeZone``,
 and keeps each conversation's state on the server, as the real one does.
+
+Every object it sends has exactly the properties of the SDK's models (``copilotConversation``,
+``copilotConversationResponseMessage``, ``searchSensitivityLabelInfo``, ``ODataError``):
+tests/test_providers_copilot_sdk.py parses them with the SDK and finds nothing unknown.
+``docs_example_shape = True`` adds what only Microsoft's documented examples show: ``agentId``
+on each conversation, ``status`` instead of ``state`` in the create reply, and
+``isEncrypted`` in each sensitivity label. It accepts every request property the SDK's
+``chatOverStream`` body has, ``responseOptions`` included, but models no response option:
+``isDeltaStreamingEnabled: true`` is refused rather than silently ignored.
 
 The answer reveals what the server knew: ``echo #n: prompt`` where n counts the user
 turns of that server conversation, including those passed as ``additionalContext``.
@@ -26,7 +38,19 @@ from typing import Any
 
 from tests.fakes.base import Canned, Exchange, FakeServer
 
-_CHAT = re.compile(r"^/beta/copilot/conversations/([^/]+)/(chat|chatOverStream)$")
+# The short action names (as documented) or the namespace-qualified ones (as the SDK sends).
+_CHAT = re.compile(
+    r"^/beta/copilot/conversations/([^/]+)/(?:microsoft\.graph\.copilot\.)?(chat|chatOverStream)$"
+)
+_RESPONSE_OPTIONS = {"isAdaptiveCardEnabled", "isAnnotationsEnabled", "isDeltaStreamingEnabled"}
+# The chat and chatOverStream request bodies' properties (the SDK's request body models).
+_BODY_PROPERTIES = {
+    "message",
+    "locationHint",
+    "additionalContext",
+    "contextualResources",
+    "responseOptions",
+}
 
 
 def graph_error(code: str, message: str) -> dict[str, Any]:
@@ -63,6 +87,7 @@ class FakeCopilot(FakeServer):
     ) -> None:
         super().__init__(api_key=api_key, **kwargs)
         self.conversations: dict[str, ServerConversation] = {}
+        self.docs_example_shape = False  # the documented examples' extra properties
 
     def handle(self, ex: Exchange) -> None:
         if ex.header("authorization") != f"Bearer {self.api_key}":
@@ -81,13 +106,15 @@ class FakeCopilot(FakeServer):
                 return
             conversation = ServerConversation(str(uuid.uuid4()))
             self.conversations[conversation.id] = conversation
+            # The SDK's model (and the resource page) say "state"; the create example "status".
+            state = "status" if self.docs_example_shape else "state"
             ex.json(
                 201,
                 {
                     "id": conversation.id,
                     "createdDateTime": "2026-11-25T10:00:00Z",
                     "displayName": "",
-                    "status": "active",
+                    state: "active",
                     "turnCount": 0,
                 },
             )
@@ -152,6 +179,12 @@ class FakeCopilot(FakeServer):
         final: bool,
         state: str = "active",
     ) -> dict[str, Any]:
+        label: dict[str, Any] = {"sensitivityLabelId": None}
+        # Only in the documented examples, not in the SDK's models: agentId, isEncrypted.
+        extra: dict[str, Any] = {"agentId": None} if self.docs_example_shape else {}
+        if self.docs_example_shape:
+            label.update(displayName=None, tooltip=None, priority=None, color=None)
+            label["isEncrypted"] = None
         reply = {
             "@odata.type": "#microsoft.graph.copilotConversationResponseMessage",
             "id": "reply-" + conversation.id[:8],
@@ -159,13 +192,13 @@ class FakeCopilot(FakeServer):
             "createdDateTime": "2026-11-25T10:00:01Z",
             "adaptiveCards": [],
             "attributions": [],
-            "sensitivityLabel": {"sensitivityLabelId": None},
+            "sensitivityLabel": label,
         }
         echo = {**reply, "id": "echo-" + conversation.id[:8], "text": prompt}
         if final:
             return {
                 "id": conversation.id,
-                "agentId": None,
+                **extra,
                 "createdDateTime": "2026-11-25T10:00:00Z",
                 "displayName": prompt[:60],
                 "state": state,
@@ -174,7 +207,7 @@ class FakeCopilot(FakeServer):
             }
         return {
             "id": conversation.id,
-            "agentId": None,
+            **extra,
             "createdDateTime": "2026-11-25T10:00:00Z",
             "displayName": "Intermediate Conversation Update",
             "state": "active",
@@ -249,9 +282,15 @@ def validate(body: Any) -> str | None:
         for item in context:
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
                 return "Each additionalContext item needs a text."
-            if set(item) - {"text", "description"}:
-                return "additionalContext items take only text and description."
-    unknown = set(body) - {"message", "locationHint", "additionalContext", "contextualResources"}
+            if set(item) - {"text", "description", "@odata.type"}:
+                return "additionalContext items take only text, description and @odata.type."
+    options = body.get("responseOptions")
+    if options is not None:
+        if not isinstance(options, dict) or set(options) - _RESPONSE_OPTIONS - {"@odata.type"}:
+            return f"responseOptions take only {', '.join(sorted(_RESPONSE_OPTIONS))}."
+        if options.get("isDeltaStreamingEnabled"):
+            return "responseOptions.isDeltaStreamingEnabled is not modelled by this fake."
+    unknown = set(body) - _BODY_PROPERTIES
     if unknown:
         return f"Unknown property {sorted(unknown)[0]!r}."
     return None
