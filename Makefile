@@ -7,7 +7,7 @@ MODEL ?= qwen2.5-coder-0.5b
 WIDGET := nbconvo/static/widget.js
 JS_DEPS := js/node_modules/.package-lock.json
 
-.PHONY: setup fetch-model demo test test-js lint typecheck clean bench stress
+.PHONY: setup fetch-model demo test test-js lint typecheck check clean bench stress
 
 setup: $(STAMP) $(WIDGET)
 
@@ -45,6 +45,14 @@ typecheck: setup
 
 test: fetch-model lint typecheck test-js
 	NBCONVO_REQUIRE_MODEL=1 $(PY) -m pytest
+
+# The inner loop: lint, types and the unit tests (tests/unit: no model, kernel or browser),
+# the tests spread over both cores. Prints how long it took; meant to stay under a minute.
+check: setup
+	@started=$$(date +%s); \
+	$(PY) -m ruff check nbconvo tests bench scripts && $(PY) -m ruff format --check nbconvo \
+	  && $(PY) -m mypy && $(PY) -m pytest -q -n 2 tests/unit; \
+	status=$$?; echo "make check: $$(( $$(date +%s) - started )) s"; exit $$status
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache nbconvo/static js/node_modules

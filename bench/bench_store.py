@@ -23,6 +23,7 @@ from typing import Any
 from common import stats, write
 
 from nbconvo._conversation import Conversation
+from nbconvo._events import TurnAdded
 from nbconvo._session import Session
 from nbconvo._tree import Turn
 
@@ -68,7 +69,7 @@ def populate(session: Session, branches: int, per_branch: int) -> Conversation:
                     started_at=time.time(), finished_at=time.time(),
                 )
             )
-            convo._changed("turn", turn=turn.id)
+            convo._changed(TurnAdded(turn.id))
     return convo
 
 

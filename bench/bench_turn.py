@@ -34,7 +34,7 @@ from loopback import Loopback
 
 from nbconvo._conversation import Conversation
 from nbconvo._tree import Turn
-from tests.conftest import NotebookOutputs
+from tests.support.helpers import NotebookOutputs
 
 KEY = "sk-bench-fake-key-0000000000000000"
 PROMPT = "Which signals identify at-risk customers in our product, and how would you rank them?"

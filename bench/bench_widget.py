@@ -20,15 +20,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbconvo
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.fakes: the same loopback server the tests use
+sys.path.insert(0, str(ROOT))  # for tests.support.fakes: the same loopback server the tests use
 
 from comm.base_comm import BaseComm  # noqa: E402
 
 from nbconvo._conversation import Conversation  # noqa: E402
 from nbconvo._tree import Turn  # noqa: E402
 from nbconvo._widget import STATIC, ConvoWidget  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+from tests.support.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 KEY = "sk-bench-fake-key-0000000000000000"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,7 +85,7 @@ def attach(widget: ConvoWidget) -> RecordingComm:
 
 def delta_bytes(turns: int, samples: int = 20) -> dict[str, float]:
     convo = build(turns)
-    widget = convo.widget()
+    widget = nbconvo.widget(convo)
     comm = attach(widget)
     custom, state = [], []
     for i in range(samples):
@@ -102,7 +104,7 @@ def delta_bytes(turns: int, samples: int = 20) -> dict[str, float]:
 
 def snapshot_json(convo: Conversation) -> tuple[str, dict[str, Any]]:
     """The snapshot the kernel sends for ``convo``, and the widget's synced state."""
-    widget = convo.widget()
+    widget = nbconvo.widget(convo)
     comm = attach(widget)
     message = {"method": "custom", "content": {"kind": "snapshot-request", "id": "bench"}}
     widget.comm.handle_msg({"content": {"comm_id": comm.comm_id, "data": message}, "buffers": []})

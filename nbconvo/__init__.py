@@ -11,7 +11,7 @@ import contextlib
 import sys
 from typing import Any
 
-from nbconvo._conversation import Conversation, StreamSink, TurnOptions
+from nbconvo._conversation import Conversation, TurnOptions
 from nbconvo._errors import (
     ConfigurationError,
     ContextWindowExceeded,
@@ -24,7 +24,9 @@ from nbconvo._errors import (
     TurnInterrupted,
     UsageError,
 )
+from nbconvo._parts import ImagePart, TextPart
 from nbconvo._session import SESSION
+from nbconvo._stream import StreamSink
 from nbconvo._tree import ConversationTree, Turn
 
 __version__ = "0.1.0"
@@ -36,6 +38,14 @@ def current() -> Conversation:
     """The current conversation (``%convo use NAME`` changes which)."""
     _ensure_cell_tracking()
     return SESSION.current()
+
+
+def widget(conversation: Conversation | None = None) -> Any:
+    """The widget showing ``conversation``'s tree and meter (default: the current one);
+    one per conversation, loaded on first use (anywidget)."""
+    from nbconvo._widget import ConvoWidget
+
+    return ConvoWidget.for_conversation(conversation or current())
 
 
 def fork(n: int, name: str | None = None) -> str:
@@ -158,12 +168,14 @@ __all__ = [
     "Conversation",
     "ConversationError",
     "ConversationTree",
+    "ImagePart",
     "NbconvoError",
     "PersistenceError",
     "ProviderError",
     "ReplayMiss",
     "StreamInterrupted",
     "StreamSink",
+    "TextPart",
     "Turn",
     "TurnInterrupted",
     "TurnOptions",
@@ -174,4 +186,5 @@ __all__ = [
     "load_ipython_extension",
     "summarize",
     "unload_ipython_extension",
+    "widget",
 ]

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 TRANSCRIPT_CODE = """\
-import json as _json, nbconvo as _nbconvo, nbconvo._render
+import json as _json, nbconvo as _nbconvo, nbconvo._transcript
 print("NBCONVO-TRANSCRIPT" + _json.dumps({
-    name: _nbconvo._render.transcript_markdown(c, all_branches=True)
+    name: _nbconvo._transcript.transcript_markdown(c, all_branches=True)
     for name, c in _nbconvo._session.SESSION.conversations.items() if c.turns
 }))
 """

@@ -13,10 +13,12 @@ import time
 from typing import TYPE_CHECKING
 
 from nbconvo._errors import ConversationError, UsageError
+from nbconvo._stream import Collected, StreamSink, collect
 from nbconvo._tree import Turn
+from nbconvo._types import ChatRequest
 
 if TYPE_CHECKING:
-    from nbconvo._conversation import Conversation, StreamSink
+    from nbconvo._conversation import Conversation
 
 SUMMARY_MAX_TOKENS = 400
 SUMMARY_PROMPT = (
@@ -32,9 +34,6 @@ def summarize(
     path: list[Turn] | None = None,
     model: str | None = None,
 ) -> str:
-    from nbconvo._conversation import _Collected, collect
-    from nbconvo._types import ChatRequest
-
     path = convo.path if path is None else path
     if not any(t.kind == "summary" or t.answer for t in path):
         raise ConversationError("nothing to summarize: the active path has no answered turns")
@@ -49,7 +48,7 @@ def summarize(
         max_tokens=SUMMARY_MAX_TOKENS,
         seed=convo.seed,
     )
-    got = _Collected()
+    got = Collected()
     collect(convo.provider(spec), request, sink, got)
     summary = got.text.strip()
     if not summary:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbconvo import _compact
 from nbconvo._errors import (
     ContextWindowExceeded,
     NbconvoError,
@@ -18,15 +19,25 @@ from nbconvo._errors import (
     TurnInterrupted,
     UsageError,
 )
+from nbconvo._events import (
+    Compacted,
+    ConversationEvent,
+    Forked,
+    Listener,
+    SettingChanged,
+    Switched,
+    TreeReset,
+    TurnAdded,
+    Undone,
+)
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
 from nbconvo._parts import Part, Parts, TextPart, content_of, text_of
+from nbconvo._stream import Collected, StreamSink, collect
 from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
-from nbconvo._types import ChatRequest, Finish, Message, Notice, Usage
+from nbconvo._types import ChatRequest, Message
 from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
-
-Listener = Callable[[str, dict[str, Any]], None]
 
 
 def _no_cell() -> tuple[str | None, object | None]:
@@ -64,14 +75,6 @@ class TurnOptions:
 
 
 @dataclass
-class StreamSink:
-    """Where a streaming turn reports: text as it arrives, and one-line notices."""
-
-    on_text: Callable[[str], None] = lambda text: None
-    on_notice: Callable[[str], None] = lambda text: None
-
-
-@dataclass
 class _Plan:
     """Where the next turn goes, decided before anything changes."""
 
@@ -79,41 +82,6 @@ class _Plan:
     rerun: Turn | None = None
     fork_position: int | None = None
     fork_name: str | None = None
-
-
-@dataclass
-class _Collected:
-    parts: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    finish: Finish | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: _Collected) -> None:
-    """Run one provider stream, reporting to ``sink`` and filling ``into`` as it goes
-    (so a caller that catches an interrupt still has the partial text)."""
-    events = provider.stream(request)
-    keep, show = into.parts.append, sink.on_text  # once per token: keep the loop lean
-    try:
-        for event in events:
-            if type(event) is str:  # a piece of the answer
-                keep(event)
-                show(event)
-            elif isinstance(event, Usage):
-                into.usage = event
-            elif isinstance(event, Finish):
-                into.finish = event
-                if event.notice:
-                    sink.on_notice(event.notice)
-            elif isinstance(event, Notice):
-                sink.on_notice(event.text)
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
 
 
 _ANNOUNCED_SETTINGS = frozenset({"model", "system", "goal", "budget", "window"})
@@ -146,7 +114,7 @@ class Conversation:
         # Settings users see (footer, widget, autosave) announce their change.
         object.__setattr__(self, name, value)
         if name in _ANNOUNCED_SETTINGS and "_ledger" in self.__dict__:
-            self._changed("settings", name=name)
+            self._changed(SettingChanged(name))
 
     # --- reading -------------------------------------------------------------------
     @property
@@ -247,34 +215,28 @@ class Conversation:
         return sum(1 for t in self.path if t.kind == "turn")
 
     # --- changing ------------------------------------------------------------------
-    def _changed(self, kind: str, **payload: Any) -> None:
+    def _changed(self, event: ConversationEvent) -> None:
         for listener in list(self.listeners):
-            listener(kind, payload)
+            listener(event)
 
     def fork(self, position: int, name: str | None = None) -> str:
         branch = self.tree.fork(position, name)
-        self._changed("fork", branch=branch)
+        self._changed(Forked(branch))
         return branch
 
     def fork_at(self, turn_id: int | None, name: str | None = None) -> str:
         branch = self.tree.fork_at(turn_id, name)
-        self._changed("fork", branch=branch)
+        self._changed(Forked(branch))
         return branch
-
-    def widget(self) -> Any:
-        """The widget showing this conversation's tree and meter (one per conversation)."""
-        from nbconvo._widget import ConvoWidget
-
-        return ConvoWidget.for_conversation(self)
 
     def switch(self, target: str) -> str:
         branch = self.tree.switch(target)
-        self._changed("switch", branch=branch)
+        self._changed(Switched(branch))
         return branch
 
     def undo(self) -> Turn:
         turn = self.tree.undo()
-        self._changed("undo", turn=turn.id)
+        self._changed(Undone(turn.id))
         return turn
 
     def provider(self, spec: str) -> Provider:
@@ -379,7 +341,7 @@ class Conversation:
         self.check_fits(text, plan.parent, spec)
         request = self._request(prompt, options, plan.parent)
         started = time.time()
-        got = _Collected()
+        got = Collected()
         try:
             collect(provider, request, sink, got)
         except KeyboardInterrupt:
@@ -422,7 +384,7 @@ class Conversation:
     def _record(
         self,
         prompt: Parts,
-        got: _Collected,
+        got: Collected,
         status: Status,
         request: ChatRequest,
         options: TurnOptions,
@@ -472,7 +434,7 @@ class Conversation:
             )
         )
         self._last_execution = (options.cell_id, options.execution)
-        self._changed("turn", turn=turn.id, kept_branch=kept, fork=plan.fork_name)
+        self._changed(TurnAdded(turn.id, kept_branch=kept, fork=plan.fork_name))
         return turn
 
     # --- summaries -----------------------------------------------------------------
@@ -484,9 +446,7 @@ class Conversation:
         model: str | None = None,
     ) -> str:
         """Ask the model for the key decisions and context so far; changes nothing."""
-        from nbconvo._compact import summarize
-
-        return summarize(self, sink=sink or StreamSink(), path=path, model=model)
+        return _compact.summarize(self, sink=sink or StreamSink(), path=path, model=model)
 
     def compact(
         self,
@@ -497,10 +457,10 @@ class Conversation:
         model: str | None = None,
     ) -> str:
         """A new branch: a summary turn, then copies of the last ``keep`` turns."""
-        from nbconvo._compact import compact
-
-        branch = compact(self, keep=keep, name=name, sink=sink or StreamSink(), model=model)
-        self._changed("compact", branch=branch)
+        branch = _compact.compact(
+            self, keep=keep, name=name, sink=sink or StreamSink(), model=model
+        )
+        self._changed(Compacted(branch))
         return branch
 
     def export(self, fmt: str = "md", *, all_branches: bool = False) -> str:
@@ -509,7 +469,7 @@ class Conversation:
         import json
 
         if fmt == "md":
-            from nbconvo._render import transcript_markdown
+            from nbconvo._transcript import transcript_markdown
 
             return transcript_markdown(self, all_branches=all_branches)
         if fmt == "json":
@@ -533,11 +493,11 @@ class Conversation:
         self.tree = ConversationTree()
         self._ledger = TokenLedger()
         self._last_execution = None
-        self._changed("reset")
+        self._changed(TreeReset())
         return old
 
     def _repr_markdown_(self) -> str:
-        from nbconvo._render import transcript_markdown
+        from nbconvo._transcript import transcript_markdown
 
         return transcript_markdown(self)
 

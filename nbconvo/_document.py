@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,20 +111,23 @@ def conversation_to_dict(convo: Conversation) -> dict[str, Any]:
     }
 
 
-def conversation_from_dict(data: dict[str, Any]) -> Conversation:
-    return conversation_with(str(data["name"]), tree_from_dict(data["tree"]), data.get("settings"))
+@dataclass
+class ConversationRecord:
+    """A conversation as a file or the store holds it: its name, tree and settings (the
+    session makes it a ``Conversation`` again)."""
+
+    name: str
+    tree: ConversationTree
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.settings = {k: v for k, v in self.settings.items() if k in _SETTINGS}
 
 
-def conversation_with(
-    name: str, tree: ConversationTree, settings: dict[str, Any] | None
-) -> Conversation:
-    from nbconvo._conversation import Conversation
-
-    convo = Conversation(name=name, tree=tree)
-    for key, value in (settings or {}).items():
-        if key in _SETTINGS:
-            setattr(convo, key, value)
-    return convo
+def conversation_from_dict(data: dict[str, Any]) -> ConversationRecord:
+    return ConversationRecord(
+        str(data["name"]), tree_from_dict(data["tree"]), dict(data.get("settings") or {})
+    )
 
 
 def session_to_dict(session: Session) -> dict[str, Any]:
@@ -173,7 +176,7 @@ def read_snapshot(path: Path) -> dict[str, Any]:
 
 def session_parts_from_dict(
     data: dict[str, Any], source: str
-) -> tuple[dict[str, Conversation], str, list[tuple[str, ConversationTree]]]:
+) -> tuple[dict[str, ConversationRecord], str, list[tuple[str, ConversationTree]]]:
     try:
         conversations = {}
         for raw in data["conversations"]:

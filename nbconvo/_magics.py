@@ -32,10 +32,10 @@ from nbconvo._render import (
     footer_markdown,
     footer_text,
     history_markdown,
-    md_escape,
     turn_markdown,
 )
 from nbconvo._session import SESSION, Session
+from nbconvo._transcript import md_escape
 
 
 def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
@@ -167,7 +167,9 @@ class ConvoMagics(Magics):
         if not words:
             from IPython.display import display
 
-            display(self.session.current().widget())
+            from nbconvo._widget import ConvoWidget
+
+            display(ConvoWidget.for_conversation(self.session.current()))
             return
         command, rest = words[0], (words[1] if len(words) > 1 else "")
         if command in RAW_TEXT_COMMANDS:

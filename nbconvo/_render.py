@@ -1,13 +1,14 @@
-"""Text shown to users: footers, listings, transcripts. Model text always goes through
-``neutralize_html`` first (it is untrusted and JupyterLab runs raw HTML in Markdown)."""
+"""Text shown to users: footers, listings, comparisons (transcripts: ``_transcript``).
+Model text always goes through ``neutralize_html`` first (it is untrusted and
+JupyterLab runs raw HTML in Markdown)."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from nbconvo._meter import TokenMeter
 from nbconvo._sanitize import neutralize_html
+from nbconvo._transcript import md_escape, preview
 from nbconvo._tree import Turn
 
 if TYPE_CHECKING:
@@ -15,18 +16,6 @@ if TYPE_CHECKING:
 
     from nbconvo._conversation import Conversation
     from nbconvo._store import SessionSummary
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
-
-
-def md_escape(text: str) -> str:
-    """Escape text so Markdown shows it literally (for names and previews we build)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def preview(text: str, width: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None) -> str:
@@ -100,49 +89,6 @@ def branches_markdown(convo: Conversation) -> str:
             f"| {mark} | {md_escape(name)} | {label} | {len(tree.ancestry(tip))} | {last} |"
         )
     return "\n".join(rows)
-
-
-def transcript_markdown(convo: Conversation, *, all_branches: bool = False) -> str:
-    """The active path as Markdown; with ``all_branches``, every branch, each turn once."""
-    lines = [f"# Conversation {md_escape(convo.name)}", ""]
-    if convo.goal:
-        lines += [f"**Goal:** {md_escape(convo.goal)}", ""]
-    tree = convo.tree
-    names = [convo.branch] + (
-        sorted(n for n in tree.branches if n != convo.branch) if all_branches else []
-    )
-    shown: set[int] = set()
-    for name in names:
-        current = " (current)" if name == convo.branch and all_branches else ""
-        lines += [f"## Branch {md_escape(name)}{current}", ""]
-        path = tree.ancestry(tree.branches[name])
-        if not path:
-            lines += ["*(empty)*", ""]
-        for turn in path:
-            label = tree.label(turn.id)
-            if turn.id in shown:
-                lines += [f"*Turn {label}: as above.*", ""]
-                continue
-            shown.add(turn.id)
-            status = "" if turn.status == "ok" else f" *({turn.status})*"
-            lines += _exchange(f"Turn {label}{status}", turn)
-    others = [t for t in tree.turns.values() if t.id not in shown] if all_branches else []
-    if others:
-        lines += ["## Earlier versions (on no branch)", ""]
-    for turn in others:
-        lines += _exchange(f"Turn {tree.label(turn.id)} (#{turn.id})", turn)
-    return "\n".join(lines)
-
-
-def _exchange(title: str, turn: Turn) -> list[str]:
-    return [
-        f"### {title}",
-        "",
-        f"**User:** {neutralize_html(turn.prompt)}",
-        "",
-        f"**Assistant:** {neutralize_html(turn.answer)}",
-        "",
-    ]
 
 
 def markdown_to_html(text: str) -> str:

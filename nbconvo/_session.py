@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from nbconvo._conversation import Conversation
 from nbconvo._errors import ConversationError, NbconvoError, PersistenceError, UsageError
+from nbconvo._events import ConversationEvent
 from nbconvo._tree import ConversationTree
 
 if TYPE_CHECKING:
+    from nbconvo._document import ConversationRecord
     from nbconvo._store import SessionState, SessionStore, SessionSummary, StoreWriter
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
@@ -44,7 +46,7 @@ class Session:
         self.conversations[convo.name] = convo
         return convo
 
-    def _autosave_listener(self, kind: str, payload: dict[str, Any]) -> None:
+    def _autosave_listener(self, event: ConversationEvent) -> None:
         self.save_now()
 
     def conversations_with_turns(self) -> bool:
@@ -183,7 +185,8 @@ class Session:
         kept = [(name, c.tree) for name, c in self.conversations.items()]
         self.archived = [*self.archived, *kept, *state.archived]
         self.conversations = {}
-        for name, convo in state.conversations.items():
+        for name, record in state.conversations.items():
+            convo = conversation_from_record(record)
             convo.listeners.extend(
                 listener
                 for listener in listeners.get(name, [])
@@ -240,6 +243,14 @@ class Session:
         self.archived.append((convo.name, convo.reset_tree()))
         self.save_now()
         return convo
+
+
+def conversation_from_record(record: ConversationRecord) -> Conversation:
+    """A conversation as a file or the store held it, ready to go on."""
+    convo = Conversation(name=record.name, tree=record.tree)
+    for key, value in record.settings.items():
+        setattr(convo, key, value)
+    return convo
 
 
 SESSION = Session()

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbconvo._document import (
-    conversation_with,
+    ConversationRecord,
     read_document,
     session_parts_from_dict,
     settings_of,
@@ -150,7 +150,7 @@ class SessionSummary:
 class SessionState:
     """What a store holds of one session, ready to become the kernel's session."""
 
-    conversations: dict[str, Conversation]
+    conversations: dict[str, ConversationRecord]
     current: str
     archived: list[tuple[str, ConversationTree]]
     # id(tree) -> the (session, seq) rows it was read from: restoring copies them in SQL
@@ -400,7 +400,7 @@ class SessionStore:
         finally:
             if db.in_transaction:
                 db.execute("COMMIT")
-        conversations: dict[str, Conversation] = {}
+        conversations: dict[str, ConversationRecord] = {}
         origins: dict[int, tuple[str, int]] = {}
         archived: list[tuple[str, ConversationTree]] = []
         try:
@@ -427,7 +427,7 @@ class SessionStore:
                 if is_archived:
                     archived.append((name, tree))
                     continue
-                conversations[name] = conversation_with(name, tree, json.loads(settings))
+                conversations[name] = ConversationRecord(name, tree, json.loads(settings))
         except Exception as error:  # any structural problem: one line, nothing changed
             raise PersistenceError(
                 f"session {session_id} in {self.path} is damaged ({type(error).__name__}: "
@@ -461,7 +461,9 @@ class SessionStore:
             seq = 0
             for convo in conversations.values():
                 seq += 1
-                _insert_conversation(db, session_id, seq, convo.name, convo, convo.tree, 0, seq)
+                _insert_conversation(
+                    db, session_id, seq, convo.name, convo.settings, convo.tree, 0, seq
+                )
             for order, (name, tree) in enumerate(archived, 1):
                 seq += 1
                 _insert_conversation(db, session_id, seq, name, None, tree, order)
@@ -493,7 +495,7 @@ def _insert_conversation(
     session_id: str,
     seq: int,
     name: str,
-    convo: Conversation | None,
+    settings: dict[str, Any] | None,
     tree: ConversationTree,
     archived: int,
     position: int = 0,
@@ -511,7 +513,7 @@ def _insert_conversation(
             archived,
             position,
             *base,
-            json.dumps(settings_of(convo) if convo is not None else {}, ensure_ascii=False),
+            json.dumps(settings or {}, ensure_ascii=False),
             json.dumps(tree.branches, ensure_ascii=False),
             tree.current,
             tree.next_id,
@@ -661,7 +663,15 @@ class StoreWriter:
                     marks[name] = _update(db, sid, kept, convo)
                     continue
                 _insert_conversation(
-                    db, sid, seq, name, convo, convo.tree, 0, position, origins.get(id(convo.tree))
+                    db,
+                    sid,
+                    seq,
+                    name,
+                    settings_of(convo),
+                    convo.tree,
+                    0,
+                    position,
+                    origins.get(id(convo.tree)),
                 )
                 marks[name] = _mark_of(seq, convo)
                 seq += 1

@@ -1,7 +1,7 @@
 """``ConvoWidget``: the conversation tree and context meter as an anywidget.
 
 An edge module, imported only when a widget is first shown (``%convo``,
-``Conversation.widget()``), so ``%load_ext nbconvo`` never loads anywidget. One widget per
+``nbconvo.widget()``), so ``%load_ext nbconvo`` never loads anywidget. One widget per
 conversation: it listens to ``Conversation.listeners`` and keeps every display in step —
 small state as synced traits, turns as custom messages (see ``_widget_protocol``). The
 front end is ``js/``, bundled into ``nbconvo/static/`` at install time.
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from nbconvo._conversation import Conversation
 from nbconvo._errors import ConfigurationError, NbconvoError, UsageError
+from nbconvo._events import ConversationEvent
 from nbconvo._tree import ConversationTree
 from nbconvo._widget_protocol import (
     ActionResultMessage,
@@ -141,12 +142,12 @@ class ConvoWidget(anywidget.AnyWidget):
             self._seq += 1
             self._send_message(NodesMessage(kind="nodes", seq=self._seq, nodes=nodes))
 
-    def _on_change(self, kind: str, payload: dict[str, Any]) -> None:
+    def _on_change(self, event: ConversationEvent) -> None:
         # A listener runs inside Conversation methods: a widget failure must not fail a turn.
         try:
             self.refresh()
         except Exception:
-            _log.exception("nbconvo widget: could not update after %r", kind)
+            _log.exception("nbconvo widget: could not update after %r", event)
 
     # --- front end → kernel ----------------------------------------------------------
     def _on_message(self, _widget: object, content: Any, _buffers: object) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +13,18 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
-from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
-from tests.fakes.openai_server import FakeOpenAI
-
-FAKE_KEY = "sk-test-fake-key-000000000000"
+from tests.support.fakes.openai_server import FakeOpenAI
+from tests.support.helpers import (  # noqa: F401  (used by the fixtures below)
+    FAKE_KEY,
+    NotebookOutputs,
+    die_with,
+    free_port,
+    one_line_error,
+    tail,
+    turn,
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -36,36 +39,6 @@ def _autosave_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> 
         yield
     finally:
         os.environ.pop("NBCONVO_HOME", None)
-
-
-class NotebookOutputs(DisplayPublisher):
-    """Keeps outputs as a notebook front end does: an update replaces the output that
-    carries the same display id."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.outputs: list[dict[str, Any]] = []
-        self.updates = 0
-
-    def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
-        display_id = (transient or {}).get("display_id")
-        if update:
-            self.updates += 1
-            for output in self.outputs:
-                if output["display_id"] == display_id:
-                    output["data"] = data
-            return
-        self.outputs.append({"data": data, "display_id": display_id})
-
-    def clear_output(self, wait: bool = False) -> None:
-        self.outputs.clear()
-
-    def markdown(self) -> list[str]:
-        return [o["data"].get("text/markdown", "") for o in self.outputs]
-
-    def reset(self) -> None:
-        self.outputs.clear()
-        self.updates = 0
 
 
 @pytest.fixture
@@ -115,21 +88,6 @@ def convo_shell(shell: InteractiveShell, fake_openai: FakeOpenAI) -> Interactive
     return shell
 
 
-def turn(shell: InteractiveShell, text: str, cell_id: str) -> None:
-    """Run one %%turn cell with a cell id, as JupyterLab would, and require success."""
-    result = shell.run_cell(f"%%turn\n{text}", cell_id=cell_id)
-    assert result.success, result.error_in_exec
-
-
-def one_line_error(shell: InteractiveShell, source: str, capsys: pytest.CaptureFixture[str]) -> str:
-    """Run a cell that must fail, and return its error: exactly one line, no traceback."""
-    capsys.readouterr()
-    assert not shell.run_cell(source).success
-    text = capsys.readouterr().out.strip()
-    assert len(text.splitlines()) == 1, text
-    return text
-
-
 # -- the local model and a llama.cpp server on it ------------------------------------------
 
 LOCAL_ALIAS = "qwen2.5-coder-0.5b"
@@ -156,30 +114,6 @@ def local_model_path() -> Path:
         _unavailable(f"could not fetch the local model {LOCAL_ALIAS}: {exc}")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _die_with(parent: int) -> None:
-    """Runs in the child before exec: ask Linux to SIGTERM it when the tests' process dies,
-    so a crashed or killed pytest run leaves no server holding a port and 500 MB."""
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture(scope="session")
 def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A llama-cpp-python OpenAI-compatible server on the local model; yields its /v1 URL."""
@@ -190,7 +124,7 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
     ]
     if missing:
         _unavailable(f"llama-cpp-python[server] is not installed (missing {', '.join(missing)})")
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
         sys.executable,
@@ -214,7 +148,7 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: _die_with(parent)) if sys.platform == "linux" else None,
+            preexec_fn=(lambda: die_with(parent)) if sys.platform == "linux" else None,
         )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -222,7 +156,7 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
         while True:
             if process.poll() is not None:
                 pytest.fail(
-                    f"llama server exited with {process.returncode}:\n{_tail(log_path)}",
+                    f"llama server exited with {process.returncode}:\n{tail(log_path)}",
                     pytrace=False,
                 )
             try:
@@ -231,7 +165,7 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
             except httpx.TransportError:
                 pass  # not listening yet
             if time.monotonic() > deadline:
-                pytest.fail(f"llama server not ready after 60 s:\n{_tail(log_path)}", pytrace=False)
+                pytest.fail(f"llama server not ready after 60 s:\n{tail(log_path)}", pytrace=False)
             time.sleep(0.2)
         yield base_url
     finally:
@@ -243,11 +177,11 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
             process.wait(timeout=10)
 
 
-# -- reliability counts (tests/reliability_counts.py) ---------------------------------------
+# -- reliability counts (tests/support/reliability_counts.py) ---------------------------------------
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    from tests.reliability_counts import COUNTS
+    from tests.support.reliability_counts import COUNTS
 
     if COUNTS:
         terminalreporter.section("nbconvo reliability")

@@ -1,0 +1,94 @@
+"""`nbconvo run`: a notebook executed headlessly, cell ids sent as JupyterLab sends them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from tests.support.fakes.openai_server import Canned, FakeOpenAI
+from tests.support.helpers import FAKE_KEY
+
+pytestmark = pytest.mark.kernel
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def nbconvo_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "nbconvo._cli", "run", *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **env}, cwd=ROOT,
+    )
+
+
+def test_quickstart_regenerates_with_fork_and_versions(tmp_path: Path) -> None:
+    with FakeOpenAI(api_key=FAKE_KEY) as fake:
+        env = {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base_url}
+        out = nbconvo_run("notebooks/quickstart.ipynb", "--model", "openai:gpt-test",
+                          "--output", str(tmp_path / "q.ipynb"), "--transcript", str(tmp_path / "q.md"),
+                          env=env)
+        assert out.returncode == 0, out.stderr
+        assert len(fake.requests) == 6
+    transcript = (tmp_path / "q.md").read_text()
+    assert transcript == out.stdout.rstrip("\n") + "\n" or transcript in out.stdout
+    assert "## Branch pricing (current)" in transcript and "## Branch main" in transcript
+    assert "### Turn 3.2" in transcript and "### Turn 3.1 (#5)" in transcript
+    assert "echo #2: Instead, suggest one pricing change" in transcript  # fork kept turn 1 only
+    assert "Write a formal one-line tagline" in transcript
+    nb = nbformat.read(tmp_path / "q.ipynb", as_version=4)
+    turn_outputs = [c.outputs for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%turn")]
+    assert all(outputs and outputs[0]["data"]["text/markdown"].startswith("echo #") for outputs in turn_outputs)
+    footer = turn_outputs[0][1]["data"]["text/plain"]
+    assert footer.startswith("turn 1 · main · openai:gpt-test · ")
+
+
+def test_cell_ids_reach_the_kernel(tmp_path: Path) -> None:
+    nb = new_notebook(cells=[new_code_cell("%load_ext nbconvo"),
+                             new_code_cell("import nbconvo\nprint('CELL', nbconvo._MAGICS.tracker.cell_id)")])
+    nb.cells[1].id = "my-cell-id"
+    nbformat.write(nb, tmp_path / "ids.ipynb")
+    out = nbconvo_run(str(tmp_path / "ids.ipynb"), "--quiet", env={})
+    assert out.returncode == 0, out.stderr
+    executed = nbformat.read(tmp_path / "ids.out.ipynb", as_version=4)
+    assert executed.cells[1].outputs[0]["text"] == "CELL my-cell-id\n"
+
+
+def test_failing_turn_names_the_cell_and_exits_nonzero(tmp_path: Path) -> None:
+    nb = new_notebook(cells=[new_code_cell("%load_ext nbconvo"), new_code_cell("%%turn\nhello")])
+    nbformat.write(nb, tmp_path / "bad.ipynb")
+    with FakeOpenAI(api_key=FAKE_KEY) as fake:
+        fake.script.append(Canned(status=400, body={"error": {"message": "bad request", "type": "invalid_request_error", "param": None, "code": None}}))
+        out = nbconvo_run(str(tmp_path / "bad.ipynb"), "--model", "openai:gpt-test", "--quiet",
+                          env={"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base_url})
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("nbconvo: cell 2 of bad.ipynb failed: HttpStatusError: openai (400): bad request")
+
+
+def test_missing_notebook_is_one_line(tmp_path: Path) -> None:
+    out = nbconvo_run(str(tmp_path / "nope.ipynb"), env={})
+    assert out.returncode == 2 and out.stderr.strip() == f"nbconvo: no notebook at {tmp_path / 'nope.ipynb'}"
+
+
+def _outputs(path: Path) -> list[list[dict]]:  # type: ignore[type-arg]
+    nb = nbformat.read(path, as_version=4)
+    return [[{k: v for k, v in o.items() if k != "metadata"} for o in c.outputs]
+            for c in nb.cells if c.cell_type == "code"]
+
+
+def test_replay_of_forking_matches_the_recording_twice(tmp_path: Path) -> None:
+    env = {"NBCONVO_CACHE": str(tmp_path / "no-model"), "NBCONVO_STREAM": "0",
+           "NBCONVO_MODEL": "llama:qwen2.5-coder-1.5b", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+           "OPENAI_API_KEY": ""}
+    recorded = _outputs(ROOT / "notebooks" / "forking.ipynb")
+    for run in (1, 2):
+        out = nbconvo_run("notebooks/forking.ipynb", "--cassette", "notebooks/cassettes/forking.jsonl",
+                          "--mode", "replay", "--output", str(tmp_path / f"run{run}.ipynb"), "--quiet",
+                          env=env)
+        assert out.returncode == 0, out.stderr
+        assert _outputs(tmp_path / f"run{run}.ipynb") == recorded

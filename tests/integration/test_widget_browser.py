@@ -1,0 +1,436 @@
+"""The widget as a person sees it: a real JupyterLab on 127.0.0.1 with a token, driven by
+Debian's Chromium through Playwright, talking to a loopback fake OpenAI server.
+
+Skips when /usr/bin/chromium is absent, unless NBCONVO_REQUIRE_BROWSER=1 (as `.ci/run`
+sets), which makes that a failure. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import nbformat
+import pytest
+
+from tests.support.fakes.openai_server import FakeOpenAI, default_answer
+from tests.support.helpers import FAKE_KEY, die_with, free_port, tail
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TIMEOUT_MS = 90_000
+
+# Each payload would set window.__xss, change the title or open a dialog if it ran.
+XSS_ANSWER = """Here are the samples.
+
+<script>window.__xss = "script"; document.title = "pwned"</script>
+
+<img src=x onerror="window.__xss = 'img'; document.title = 'pwned'; alert('img')">
+
+[click me](javascript:window.__xss='link';document.title='pwned';alert('link'))
+
+<svg onload="window.__xss = 'svg'; document.title = 'pwned'; alert('svg')"><circle r="4"/></svg>
+
+End of samples."""
+
+
+def _answer(messages: list[dict[str, Any]]) -> str:
+    last = [m["content"] for m in messages if m["role"] == "user"][-1]
+    return XSS_ANSWER if "XSS" in last else default_answer(messages)
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("NBCONVO_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (NBCONVO_REQUIRE_BROWSER=1)", pytrace=False)
+    pytest.skip(f"{reason}: the browser tests need Debian's chromium (apt-get install chromium)")
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+
+    def notebook(self, name: str, cells: list[str]) -> str:
+        notebook = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(source) for source in cells],
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+            },
+        )
+        nbformat.write(notebook, self.root / name)
+        # ?reset: a fresh workspace, not the tabs an earlier test left open
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> Path:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing")
+    for module in ("playwright", "jupyterlab"):
+        if importlib.util.find_spec(module) is None:
+            _unavailable(f"{module} is not installed (pip install -e '.[test]')")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def fake_provider() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(api_key=FAKE_KEY, answer=_answer) as server:
+        yield server
+
+
+def _lab_config(home: Path) -> Path:
+    """Settings that keep JupyterLab off the network and free of pop-ups."""
+    settings = home / "user-settings" / "@jupyterlab"
+    for plugin, values in {
+        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+        "notebook-extension/tracker": {"windowingMode": "none"},
+    }.items():
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+    config = home / "lab_config.py"
+    config.write_text(
+        "c.LabApp.news_url = None\n"
+        'c.LabApp.check_for_updates_class = "jupyterlab.handlers.announcements.NeverCheckForUpdate"\n'
+        'c.LabApp.extension_manager = "readonly"\n'
+        f"c.LabApp.user_settings_dir = {str(home / 'user-settings')!r}\n"
+        f"c.LabApp.workspaces_dir = {str(home / 'workspaces')!r}\n"
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def lab(
+    chromium_path: Path, fake_provider: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lab]:
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "notebooks"
+    root.mkdir()
+    port, token = free_port(), secrets.token_hex(16)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": FAKE_KEY,  # kernels inherit the server's environment
+        "OPENAI_BASE_URL": fake_provider.base_url,
+        "NBCONVO_AUTOSAVE": "off",
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "IPYTHONDIR": str(home / "ipython"),
+    }
+    env.pop("NBCONVO_MODEL", None)
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",  # ServerApp.token, by its current name
+        "--ServerApp.allow_root=True",  # CI runs as root in a container
+        "--ServerApp.terminals_enabled=False",
+        f"--ServerApp.root_dir={root}",
+        f"--config={_lab_config(home)}",
+    ]
+    log_path = home / "lab.log"
+    parent = os.getpid()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: die_with(parent)) if sys.platform == "linux" else None,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"JupyterLab exited with {process.returncode}:\n{tail(log_path)}")
+            try:
+                status = httpx.get(
+                    f"{url}/api/status", headers={"Authorization": f"token {token}"}, timeout=2
+                )
+                if status.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab not ready after 90 s:\n{tail(log_path)}")
+            time.sleep(0.3)
+        yield Lab(url=url, token=token, root=root)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: Path) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(chromium_path), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Page:
+    page: Any
+    dialogs: list[str]
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Page]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)  # kernel round trips, on a loaded two-core machine
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    failed_before = request.session.testsfailed
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        yield Page(page, dialogs)
+        if request.session.testsfailed > failed_before:  # what the page showed at the failure
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
+    finally:
+        context.close()
+
+
+def open_notebook(page: Any, url: str) -> None:
+    page.goto(url)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    page.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
+
+
+def run_cell(page: Any, index: int) -> Any:
+    """Run one cell the way a person does (click, Shift+Enter) and wait for it to finish."""
+    from playwright.sync_api import expect
+
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputArea-prompt")
+    try:
+        for _attempt in range(5):
+            cell.locator(".jp-InputArea-editor").click(timeout=30_000)
+            page.keyboard.press("Shift+Enter")
+            # "[*]:" as soon as the request is sent; a key pressed while the kernel was
+            # still connecting is dropped and the prompt stays "[ ]:" — press it again.
+            try:
+                expect(prompt).not_to_have_text("[ ]:", timeout=5_000)
+                break
+            except AssertionError:
+                continue
+        expect(prompt).to_have_text(re.compile(r"^\[\d+\]:$"), timeout=TIMEOUT_MS)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"failed-cell-{index}.png"), full_page=True)
+        raise
+    errors = cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert errors.count() == 0, f"cell {index} failed: {cell.inner_text()}"
+    return cell
+
+
+SETUP = "%load_ext nbconvo\n%convo model openai:gpt-test\n%convo window 16000"
+
+
+def test_widget_shows_the_tree_and_fork_here_moves_the_head(lab: Lab, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    url = lab.notebook(
+        "widget.ipynb",
+        [
+            SETUP,
+            "%%turn\nWhat are the main strategies for improving customer retention?",
+            "%%turn\nLet's focus on proactive outreach. Which signals matter?",
+            "%%turn\nDraft the first email.",
+            "%convo fork 2 --name pricing",
+            "%convo",
+            "%convo",
+            "import nbconvo\n_c = nbconvo.current()\n"
+            "print('HEAD', _c.tree.label(_c.tree.head), '#' + str(_c.tree.head), _c.branch)",
+        ],
+    )
+    p = page.page
+    open_notebook(p, url)
+    for index in range(7):
+        run_cell(p, index)
+
+    widgets = p.locator(".nbconvo-widget")
+    expect(widgets).to_have_count(2)
+    widget = widgets.first
+    expect(widget.locator(".nbconvo-row[data-turn]")).to_have_count(3)
+    labels = widget.locator(".nbconvo-row .nbconvo-label").all_inner_texts()
+    assert labels == ["○", "1", "2", "3"], labels
+    expect(widget.locator(".nbconvo-row[data-turn='2'] .nbconvo-badge")).to_have_text("pricing")
+    expect(widget.locator(".nbconvo-row[data-turn='3'] .nbconvo-badge")).to_have_text("main")
+    expect(widget.locator(".nbconvo-head")).to_have_attribute("data-turn", "2")
+    expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("pricing")
+    expect(widget.locator(".nbconvo-meter-text")).to_have_text(
+        re.compile(r"^≈?[\d,]+ of 16,000 tokens \(\d+%\)$")
+    )
+    expect(widget.locator(".nbconvo-row[data-turn='1'] .nbconvo-preview")).to_have_text(
+        "What are the main strategies for improving customer retention?"
+    )
+
+    # Keyboard: Home, down to turn 1, Enter opens its details; the notebook's own arrow and
+    # Enter shortcuts stay out of it (the active cell does not move, no editor opens).
+    widget.locator(".nbconvo-tree").click(position={"x": 400, "y": 5})
+    active = p.locator(".jp-Notebook .jp-Cell.jp-mod-active .jp-InputArea-prompt").inner_text()
+    p.keyboard.press("Home")
+    p.keyboard.press("ArrowDown")
+    p.keyboard.press("Enter")
+    details = widget.locator(".nbconvo-details")
+    expect(details.locator(".nbconvo-details-title strong")).to_have_text("Turn 1")
+    expect(p.locator(".jp-Notebook .jp-Cell.jp-mod-active .jp-InputArea-prompt")).to_have_text(
+        active
+    )
+    expect(p.locator(".jp-Notebook.jp-mod-editMode")).to_have_count(0)
+    expect(details.locator(".nbconvo-answer")).to_contain_text(
+        "echo #1: What are the main strategies"
+    )
+    p.keyboard.press("Escape")
+    expect(details).to_be_hidden()
+
+    # Click turn 1, then "Fork here": the kernel forks and every display follows.
+    widget.locator(".nbconvo-row[data-turn='1']").click()
+    expect(details.locator(".nbconvo-prompt")).to_contain_text("main strategies")
+    details.get_by_role("button", name="Fork here").click()
+    expect(details.locator(".nbconvo-status-line")).to_have_text("forked: now on branch fork-1")
+    for display in (widget, widgets.nth(1)):
+        expect(display.locator(".nbconvo-head")).to_have_attribute("data-turn", "1")
+        expect(display.locator(".nbconvo-header .nbconvo-current")).to_have_text("fork-1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    widget.screenshot(path=str(ARTIFACTS / "widget.png"))
+    p.screenshot(path=str(ARTIFACTS / "widget-jupyterlab.png"), full_page=True)
+
+    # The kernel's head moved: a following cell says so.
+    cell = run_cell(p, 7)
+    expect(cell.locator(".jp-OutputArea-output")).to_have_text(
+        re.compile(r"HEAD 1 #1 fork-1"), timeout=TIMEOUT_MS
+    )
+    assert page.dialogs == []
+
+
+def test_model_html_never_runs_in_the_widget_or_the_cell_output(lab: Lab, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    url = lab.notebook("xss.ipynb", [SETUP, "%%turn\nShow me the XSS samples, please.", "%convo"])
+    p = page.page
+    open_notebook(p, url)
+    run_cell(p, 0)
+    output = run_cell(p, 1).locator(".jp-OutputArea")
+    widget = run_cell(p, 2).locator(".nbconvo-widget")
+
+    # The widget: the answer as sanitized Markdown in the node's details.
+    widget.locator(".nbconvo-row[data-turn='1']").click()
+    answer = widget.locator(".nbconvo-answer")
+    expect(answer).to_contain_text("End of samples.")
+    answer.get_by_text("click me").click()
+
+    # The cell output: the markup shows as text, the link lost its destination.
+    rendered = output.locator(".jp-RenderedMarkdown").first
+    expect(rendered).to_contain_text("End of samples.")
+    expect(rendered).to_contain_text("onerror=")
+    expect(rendered).to_contain_text("<script>")
+    rendered.get_by_text("click me").click()
+    p.wait_for_timeout(1000)  # give anything that was going to run the time to run
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    p.screenshot(path=str(ARTIFACTS / "widget-xss.png"), full_page=True)
+    assert p.evaluate("() => window.__xss") is None
+    assert "pwned" not in p.title()
+    assert page.dialogs == []
+    for area in (answer, rendered):
+        hostile = area.locator(
+            "script, svg, iframe, [onerror], [onload], [onclick], a[href^='javascript' i]"
+        )
+        assert hostile.count() == 0, hostile.evaluate_all("nodes => nodes.map(n => n.outerHTML)")
+
+
+def test_a_restart_in_jupyterlab_loses_nothing(lab: Lab, page: Page) -> None:
+    """What a user does in JupyterLab: turns and a fork, Kernel ▸ Restart, run the first
+    cell again (its one-line notice says what the last session had), set the model, send
+    a turn, then `%convo load`: the widget shows the earlier tree again."""
+    from playwright.sync_api import expect
+
+    url = lab.notebook(
+        "restart.ipynb",
+        [
+            # this module's server runs kernels with autosave off; this notebook wants it
+            "import os\nos.environ.pop('NBCONVO_AUTOSAVE', None)\n%load_ext nbconvo",
+            "%convo model openai:gpt-test",
+            "%%turn\nWhat are the main strategies for improving customer retention?",
+            "%%turn\nLet's focus on proactive outreach. Which signals matter?",
+            "%convo fork 1 --name pricing",
+            "%%turn\nInstead: what if we changed the pricing tiers?",
+            "%%turn\nA new question after the restart",
+            "%convo load",
+            "%convo",
+        ],
+    )
+    p = page.page
+    open_notebook(p, url)
+    for index in range(6):
+        run_cell(p, index)
+    # Kernel ▸ Restart Kernel…, and confirm, as a person does.
+    p.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    p.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+    p.locator(".jp-Dialog-button.jp-mod-accept", has_text="Restart").click()
+    p.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
+    first = run_cell(p, 0)
+    notice = first.locator(".jp-OutputArea-output").last
+    expect(notice).to_contain_text(re.compile(r"nbconvo: earlier session, \d\d:\d\d today: 3 turns, 2 branches"))
+    expect(notice).to_contain_text("`%convo load` restores it")
+    ARTIFACTS.mkdir(exist_ok=True)
+    first.screenshot(path=str(ARTIFACTS / "restart-notice.png"))
+    run_cell(p, 1)
+    run_cell(p, 6)  # the new kernel works before it restores
+    load = run_cell(p, 7)
+    expect(load.locator(".jp-OutputArea-output")).to_contain_text("restored 1 conversation(s) from session 1")
+    shown = run_cell(p, 8)
+    widget = shown.locator(".nbconvo-widget")
+    expect(widget.locator(".nbconvo-row[data-turn]")).to_have_count(3)
+    expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("pricing")
+    expect(widget.locator(".nbconvo-row[data-turn='2'] .nbconvo-badge")).to_have_text("main")
+    p.screenshot(path=str(ARTIFACTS / "restart-restored.png"), full_page=True)
+    assert not page.dialogs
