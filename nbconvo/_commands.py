@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from IPython.core.magic_arguments import MagicArgumentParser
 
+from nbconvo._credentials import KEYS
 from nbconvo._errors import UsageError
 
 
@@ -93,14 +94,7 @@ def _convo_parser() -> MagicArgumentParser:
 
 CONVO_PARSER = _convo_parser()
 RAW_TEXT_COMMANDS = {"system", "goal"}
-KEY_VARIABLES = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "azure": "AZURE_OPENAI_API_KEY",
-    "copilot": "NBCONVO_M365_TOKEN",
-    "openai-compatible": "NBCONVO_API_KEY",
-}
+KEY_VARIABLES = {provider: source.variable for provider, source in KEYS.items()}
 
 
 def split_line(line: str) -> list[str]:

@@ -412,12 +412,12 @@ class ConvoMagics(Magics):
         variable = KEY_VARIABLES.get(args.provider)
         if variable is None:
             raise UsageError(f"no key for {args.provider!r}: use one of {', '.join(KEY_VARIABLES)}")
-        from nbconvo.providers._http import TYPED_KEYS
+        from nbconvo._credentials import TYPED
 
         key = getpass.getpass(f"{variable}: ").strip()
         if not key:
             raise UsageError("no key typed: nothing changed")
-        TYPED_KEYS[variable] = key
+        TYPED[variable] = key
         convo._providers.clear()  # providers built without the key pick it up next turn
         show_markdown(f"*key for {args.provider} kept in memory for this session*")
 

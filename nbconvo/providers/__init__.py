@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nbconvo._credentials import keyed_default_model
 from nbconvo._errors import ConfigurationError
 from nbconvo._types import ChatRequest
 from nbconvo.providers._base import Provider
@@ -101,23 +102,14 @@ def create_provider(spec: str, *, base_url: str | None = None) -> Provider:
     return factory(prefix=prefix, model=model, base_url=base_url or entry.default_base_url)
 
 
-# Environment variables that choose a default provider, in order of preference.
-_KEYED_DEFAULTS: tuple[tuple[str, str], ...] = (
-    ("OPENAI_API_KEY", "openai:gpt-5.5"),
-    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-5-5"),
-    ("GEMINI_API_KEY", "gemini:gemini-3.5-flash"),
-    ("GOOGLE_API_KEY", "gemini:gemini-3.5-flash"),
-)
-
-
 def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
     """NBCONVO_MODEL, else a provider whose key is set, else the local model if installed."""
     env = os.environ if environ is None else environ
     if env.get("NBCONVO_MODEL"):
         return env["NBCONVO_MODEL"]
-    for variable, spec in _KEYED_DEFAULTS:
-        if env.get(variable):
-            return spec
+    keyed = keyed_default_model(env)
+    if keyed:
+        return keyed
     if importlib.util.find_spec("llama_cpp") is not None:
         from nbconvo._localmodel import find_local_model
 

@@ -35,6 +35,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from nbconvo._credentials import key_for
 from nbconvo._errors import ConfigurationError, ProviderError, StreamInterrupted
 from nbconvo._types import ProviderEvent
 
@@ -491,10 +492,6 @@ def base_url_from(
     return default
 
 
-# Keys typed in with `%convo key`: kept in this process's memory only, never saved.
-TYPED_KEYS: dict[str, str] = {}
-
-
 def require_key(
     variable: str,
     label: str,
@@ -502,9 +499,8 @@ def require_key(
     *,
     alternatives: tuple[str, ...] = (),
 ) -> str:
-    env = os.environ if environ is None else environ
     for name in (variable, *alternatives):
-        key = TYPED_KEYS.get(name) or env.get(name, "").strip()
+        key = key_for(name, environ)
         if key:
             return key
     also = "".join(f" (or {name})" for name in alternatives)

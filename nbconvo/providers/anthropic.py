@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
 from nbconvo._parts import as_parts
@@ -69,7 +70,7 @@ def anthropic_messages(messages: list[Message], label: str) -> list[dict[str, An
 
 class AnthropicProvider(HTTPProvider):
     name = "anthropic"
-    key_variable = "ANTHROPIC_API_KEY"
+    key_variable = KEYS["anthropic"].variable
     base_url_variables = ("ANTHROPIC_BASE_URL",)
     vendor_base_url = ANTHROPIC_BASE_URL
     _dropped: tuple[float | None, int | None] = (None, None)  # noted once

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from nbconvo._credentials import KEYS, key_for
 from nbconvo._errors import ConfigurationError
 from nbconvo._types import ChatRequest
-from nbconvo.providers._http import TYPED_KEYS, error_message_from_body
+from nbconvo.providers._http import error_message_from_body
 from nbconvo.providers.openai import OpenAICompatibleProvider
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -29,8 +30,8 @@ DEFAULT_API_VERSION = "2024-10-21"
 
 class AzureOpenAIProvider(OpenAICompatibleProvider):
     name = "azure"
-    key_variable = "AZURE_OPENAI_API_KEY"
-    token_variable = "AZURE_OPENAI_AD_TOKEN"
+    key_variable = KEYS["azure"].variable
+    token_variable = KEYS["azure"].alternatives[0]
     key_required = True
     service = "Azure"
 
@@ -56,7 +57,7 @@ class AzureOpenAIProvider(OpenAICompatibleProvider):
 
     def api_key(self) -> str | None:
         for name in (self.key_variable, self.token_variable):
-            value = TYPED_KEYS.get(name) or self.environ.get(name, "").strip()
+            value = key_for(name, self.environ)
             if value:
                 return value
         raise ConfigurationError(
@@ -66,7 +67,7 @@ class AzureOpenAIProvider(OpenAICompatibleProvider):
 
     def headers(self) -> dict[str, str]:
         key = self.api_key() or ""
-        uses_key = bool(TYPED_KEYS.get(self.key_variable) or self.environ.get(self.key_variable))
+        uses_key = key_for(self.key_variable, self.environ) is not None
         return {"api-key": key} if uses_key else {"Authorization": f"Bearer {key}"}
 
     def body(self, request: ChatRequest) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._parts import content_text
 from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent
@@ -77,7 +78,7 @@ def _state(system: str | None, messages: list[Message]) -> State:
 
 class CopilotProvider(HTTPProvider):
     name = "copilot"
-    key_variable = "NBCONVO_M365_TOKEN"
+    key_variable = KEYS["copilot"].variable
     base_url_variables = ("NBCONVO_M365_BASE_URL",)
     vendor_base_url = M365_BASE_URL
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from nbconvo._credentials import KEYS
 from nbconvo._models import known_names
 from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
 from nbconvo.providers._content import gemini_parts
@@ -47,8 +48,8 @@ _TRANSIENT_STATUS = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "RESOURCE_E
 
 class GeminiProvider(HTTPProvider):
     name = "gemini"
-    key_variable = "GEMINI_API_KEY"
-    key_alternatives = ("GOOGLE_API_KEY",)
+    key_variable = KEYS["gemini"].variable
+    key_alternatives = KEYS["gemini"].alternatives
     base_url_variables = ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
     vendor_base_url = GEMINI_BASE_URL
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
@@ -62,7 +63,7 @@ class OpenAICompatibleProvider(HTTPProvider):
     """Chat Completions over SSE. Subclasses decide the base URL, the URL and the key."""
 
     name = "openai-compatible"
-    key_variable = "NBCONVO_API_KEY"
+    key_variable = KEYS["openai-compatible"].variable
     key_required = False
     service = "the server"
     _dropped: float | None = None  # the temperature last dropped, noted once
@@ -286,7 +287,7 @@ class OpenAICompatibleProvider(HTTPProvider):
 
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
-    key_variable = "OPENAI_API_KEY"
+    key_variable = KEYS["openai"].variable
     key_required = True
     service = "OpenAI"
 

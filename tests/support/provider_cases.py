@@ -48,7 +48,7 @@ ENVIRONMENT = (
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbconvo.providers._http import TYPED_KEYS
+    from nbconvo._credentials import TYPED as TYPED_KEYS
 
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
@@ -73,7 +73,7 @@ class Case:
 
     @contextlib.contextmanager
     def running(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-        from nbconvo.providers._http import TYPED_KEYS
+        from nbconvo._credentials import TYPED as TYPED_KEYS
 
         clean_environment(monkeypatch)
         try:

@@ -23,7 +23,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "nbconvo"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core", {"_errors", "_parts", "_types", "_events", "_models", "_tokens", "_tree",
+    ("core", {"_errors", "_credentials", "_parts", "_types", "_events", "_models", "_tokens", "_tree",
               "_meter", "_sanitize"}),
     ("providers", {"providers", "providers._base", "providers._content", "providers._http",
                    "providers.openai", "providers.azure", "providers.anthropic",

@@ -34,10 +34,10 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbconvo
+from nbconvo._credentials import TYPED as TYPED_KEYS
 from nbconvo._types import ChatRequest, Message
 from nbconvo.providers import create_provider
 from nbconvo.providers._base import Provider
-from nbconvo.providers._http import TYPED_KEYS
 from tests.support.fakes.base import Canned, Exchange
 from tests.support.fakes.copilot_server import FakeCopilot, graph_error
 from tests.support.provider_cases import Outcome, clean_environment, run
