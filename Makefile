@@ -105,5 +105,4 @@ record-notebooks: setup
 # bad-input and secrets tests. NBCONVO_CAMPAIGN_SEED=N replays a run.
 stress: setup
 	NBCONVO_CAMPAIGN_CONVERSATIONS=300 NBCONVO_INTERRUPTS=50 NBCONVO_KILLS=20 \
-	  $(PY) -m pytest -q tests/test_reliability_campaign.py tests/test_reliability_kernel.py \
-	  tests/test_reliability_faults.py tests/test_bad_input_catalogue.py tests/test_secrets.py
+	  $(PY) -m pytest -q tests/reliability
