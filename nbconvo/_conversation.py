@@ -164,8 +164,11 @@ class Conversation:
         for turn in self.path if path is None else path:
             if turn.kind != "turn" or not turn.answer:  # summaries go in the system text
                 continue
-            out.append({"role": "user", "content": turn.prompt_content})
-            out.append({"role": "assistant", "content": turn.answer_content})
+            # The text itself unless the turn has parts (inline: once per turn of history).
+            prompt = content_of(turn.prompt_parts) if turn.prompt_parts else turn.prompt
+            answer = content_of(turn.answer_parts) if turn.answer_parts else turn.answer
+            out.append({"role": "user", "content": prompt})
+            out.append({"role": "assistant", "content": answer})
         return out
 
     def context_window(self, spec: str | None = None) -> int | None:

@@ -136,8 +136,11 @@ class OpenAICompatibleProvider(HTTPProvider):
     def body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
+            # Text messages go as they are (no copy: a long history is thousands of them).
             "messages": [
-                {"role": m["role"], "content": openai_content(m["content"], self.label)}
+                m
+                if type(m["content"]) is str
+                else {"role": m["role"], "content": openai_content(m["content"], self.label)}
                 for m in request.all_messages()
             ],
             "stream": True,
