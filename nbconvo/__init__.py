@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbconvo._conversation import Conversation, TurnOptions
 from nbconvo._errors import (
@@ -29,9 +29,13 @@ from nbconvo._session import SESSION
 from nbconvo._stream import StreamSink
 from nbconvo._tree import ConversationTree, Turn
 
+if TYPE_CHECKING:
+    from nbconvo._magics import ConvoMagics
+    from nbconvo._widget import ConvoWidget
+
 __version__ = "0.1.0"
 
-_MAGICS: Any = None
+_MAGICS: ConvoMagics | None = None
 
 
 def current() -> Conversation:
@@ -40,7 +44,7 @@ def current() -> Conversation:
     return SESSION.current()
 
 
-def widget(conversation: Conversation | None = None) -> Any:
+def widget(conversation: Conversation | None = None) -> ConvoWidget:
     """The widget showing ``conversation``'s tree and meter (default: the current one);
     one per conversation, loaded on first use (anywidget)."""
     from nbconvo._widget import ConvoWidget

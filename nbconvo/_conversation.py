@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbconvo import _compact
 from nbconvo._errors import (
@@ -38,6 +38,9 @@ from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
 from nbconvo._types import ChatRequest, Message
 from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
+
+if TYPE_CHECKING:
+    from nbconvo._cassette import Cassette
 
 
 def _no_cell() -> tuple[str | None, object | None]:
@@ -105,7 +108,7 @@ class Conversation:
     auto_compact: float | None = None  # compact before a turn past this fraction of the window
     auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)
-    cassette: Any = field(default=None, repr=False)  # a _cassette.Cassette when replaying
+    cassette: Cassette | None = field(default=None, repr=False)  # when recording or replaying
     _providers: dict[tuple[str, str | None], Provider] = field(default_factory=dict, repr=False)
     _last_execution: tuple[str | None, object] | None = field(default=None, repr=False)
     _ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nbconvo._conversation import Conversation
 from nbconvo._errors import ConversationError, NbconvoError, PersistenceError, UsageError
@@ -14,6 +14,7 @@ from nbconvo._events import ConversationEvent
 from nbconvo._tree import ConversationTree
 
 if TYPE_CHECKING:
+    from nbconvo._cassette import Cassette
     from nbconvo._document import ConversationRecord
     from nbconvo._store import SessionState, SessionStore, SessionSummary, StoreWriter
 
@@ -25,7 +26,7 @@ class Session:
     conversations: dict[str, Conversation] = field(default_factory=dict)
     current_name: str = "default"
     archived: list[tuple[str, ConversationTree]] = field(default_factory=list)
-    cassette: Any = None  # a _cassette.Cassette shared by every conversation
+    cassette: Cassette | None = None  # shared by every conversation
     # Where this notebook's store is (None: autosave off); asked before each save, so
     # the store follows a renamed notebook.
     locate_store: Callable[[], Path | None] | None = None
@@ -199,7 +200,7 @@ class Session:
         self.save_now()
 
     # --- conversations ---------------------------------------------------------------
-    def set_cassette(self, cassette: Any) -> None:
+    def set_cassette(self, cassette: Cassette | None) -> None:
         self.cassette = cassette
         for convo in self.conversations.values():
             convo.cassette = cassette
