@@ -154,6 +154,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     _conversation.cell_context = _conversation._no_cell
     SESSION.locate_store = None
+    SESSION.close()
     for kind in ("line", "cell"):
         for name in ("convo", "turn"):
             ipython.magics_manager.magics[kind].pop(name, None)

@@ -40,6 +40,8 @@ from nbconvo._types import ChatRequest, Message
 from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
 
 if TYPE_CHECKING:
+    import httpx
+
     from nbconvo._cassette import Cassette
 
 
@@ -109,6 +111,8 @@ class Conversation:
     auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)
     cassette: Cassette | None = field(default=None, repr=False)  # when recording or replaying
+    # The session's shared HTTP client, made on first use; None: each provider its own.
+    http_client: Callable[[], httpx.Client] | None = field(default=None, repr=False)
     _providers: dict[tuple[str, str | None], Provider] = field(default_factory=dict, repr=False)
     _last_execution: tuple[str | None, object] | None = field(default=None, repr=False)
     _ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)
@@ -262,8 +266,17 @@ class Conversation:
     def _live_provider(self, spec: str, base_url: str | None) -> Provider:
         key = (spec, base_url)
         if key not in self._providers:
-            self._providers[key] = create_provider(spec, base_url=base_url)
+            client = self.http_client() if self.http_client is not None else None
+            self._providers[key] = create_provider(spec, base_url=base_url, client=client)
         return self._providers[key]
+
+    def close_providers(self) -> None:
+        """Let go of the providers (and the connections of those that own theirs)."""
+        providers, self._providers = self._providers, {}
+        for provider in providers.values():
+            close = getattr(provider, "close", None)
+            if close is not None:
+                close()
 
     # --- one turn ------------------------------------------------------------------
     def _plan(self, options: TurnOptions) -> _Plan:

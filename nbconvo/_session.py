@@ -14,6 +14,8 @@ from nbconvo._events import ConversationEvent
 from nbconvo._tree import ConversationTree
 
 if TYPE_CHECKING:
+    import httpx
+
     from nbconvo._cassette import Cassette
     from nbconvo._document import ConversationRecord
     from nbconvo._store import SessionState, SessionStore, SessionSummary, StoreWriter
@@ -34,6 +36,28 @@ class Session:
     autosave_error: str | None = None
     store_notice: str | None = None  # one line to show once (a damaged store moved aside)
     _writer: StoreWriter | None = field(default=None, repr=False)
+    _client: httpx.Client | None = field(default=None, repr=False)
+
+    def http_client(self) -> httpx.Client:
+        """The one HTTP client every provider of this kernel's conversations shares (its
+        connection pool), made on first use and closed by ``close``."""
+        if self._client is None or self._client.is_closed:
+            import httpx
+
+            self._client = httpx.Client()
+        return self._client
+
+    def close(self) -> None:
+        """The extension unloads: close the shared client and let the providers go (the
+        next turn makes new ones), and the store's connection."""
+        for convo in self.conversations.values():
+            convo.close_providers()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._writer is not None and self._writer.store is not None:
+            self._writer.store.close()
+            self._writer.store = None
 
     def current(self) -> Conversation:
         if self.current_name not in self.conversations:
@@ -42,6 +66,7 @@ class Session:
 
     def _adopt(self, convo: Conversation) -> Conversation:
         convo.cassette = self.cassette
+        convo.http_client = self.http_client
         if self._autosave_listener not in convo.listeners:
             convo.listeners.append(self._autosave_listener)
         self.conversations[convo.name] = convo

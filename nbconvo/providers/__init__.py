@@ -11,12 +11,15 @@ import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nbconvo._credentials import keyed_default_model
 from nbconvo._errors import ConfigurationError
 from nbconvo._types import ChatRequest
 from nbconvo.providers._base import Provider
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class ProviderEntry:
     target: str  # "module:factory"
     description: str
     default_base_url: str | None = None
+    http: bool = True  # takes a shared httpx.Client (the in-process model does not)
 
 
 PROVIDERS: Mapping[str, ProviderEntry] = {
@@ -74,7 +78,9 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
             "nbconvo.providers.openai:OpenAICompatibleProvider",
             "any OpenAI-compatible server (set --base-url or NBCONVO_BASE_URL)",
         ),
-        ProviderEntry("llama", "nbconvo.providers.llama:LlamaProvider", "a GGUF file in-process"),
+        ProviderEntry(
+            "llama", "nbconvo.providers.llama:LlamaProvider", "a GGUF file in-process", http=False
+        ),
     )
 }
 
@@ -94,12 +100,17 @@ def split_spec(spec: str) -> tuple[str, str]:
     return prefix, model.strip()
 
 
-def create_provider(spec: str, *, base_url: str | None = None) -> Provider:
+def create_provider(
+    spec: str, *, base_url: str | None = None, client: httpx.Client | None = None
+) -> Provider:
+    """The provider for ``spec``; ``client``, where given, is the session's shared HTTP
+    client (the provider uses it and leaves closing it to the session)."""
     prefix, model = split_spec(spec)
     entry = PROVIDERS[prefix]
     module_name, _, factory_name = entry.target.partition(":")
     factory: Callable[..., Provider] = getattr(importlib.import_module(module_name), factory_name)
-    return factory(prefix=prefix, model=model, base_url=base_url or entry.default_base_url)
+    extra = {"client": client} if client is not None and entry.http else {}
+    return factory(prefix=prefix, model=model, base_url=base_url or entry.default_base_url, **extra)
 
 
 def default_model_spec(environ: Mapping[str, str] | None = None) -> str:

@@ -232,14 +232,20 @@ class SSEStream:
         secrets: tuple[str, ...] = (),
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
+        client: httpx.Client | None = None,
     ) -> None:
         self.label = label
         self.describe_error = describe_error
         self.secrets = secrets
-        self.client = httpx.Client(
-            transport=transport,
-            timeout=timeout or httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0),
-        )
+        # Each request carries the timeout, so a shared client serves every provider.
+        self.timeout = timeout or httpx.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
+        self._owns_client = client is None
+        self.client = client if client is not None else httpx.Client(transport=transport)
+
+    def close(self) -> None:
+        """Close the client if this stream made it (a shared one is its owner's to close)."""
+        if self._owns_client:
+            self.client.close()
 
     def _retrying(self) -> Retrying:
         return Retrying(
@@ -267,6 +273,7 @@ class SSEStream:
             url,
             json=body,
             headers={**headers, "Accept": "text/event-stream", "Cache-Control": "no-store"},
+            timeout=self.timeout,
         )
         try:
             head, rest, response = self._retrying()(self._until_text, request, translate, keep_tail)
@@ -317,7 +324,9 @@ class SSEStream:
 
     def post_json(self, url: str, *, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
         """POST and return the decoded JSON answer, with the same retries and errors."""
-        request = self.client.build_request("POST", url, json=body, headers=headers)
+        request = self.client.build_request(
+            "POST", url, json=body, headers=headers, timeout=self.timeout
+        )
 
         def attempt() -> Any:
             response = self._open(request)
@@ -397,11 +406,13 @@ class HTTPProvider:
         base_url: str | None = None,
         transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
+        client: httpx.Client | None = None,
     ) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self.prefix = prefix
         self.model = self.model_name(model)
         self.transport = transport
+        self.client = client  # the session's, when it gives one; else the stream makes its own
         self.base_url = self.resolve_base_url(base_url)
         self._stream: SSEStream | None = None
 
@@ -438,8 +449,14 @@ class HTTPProvider:
                 describe_error=self._describe_error,
                 secrets=(key,) if key else (),
                 transport=self.transport,
+                client=self.client,
             )
         return self._stream
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
 
 def error_message_from_body(text: str) -> tuple[str, str]:

@@ -354,3 +354,24 @@ def test_parsed_arguments_are_cached_as_copies_and_errors_stay_errors(
         assert "could not read the arguments" in one_line_error(
             convo_shell, '%%turn -o "unbalanced\nhello', capsys
         )
+
+
+def test_providers_share_the_sessions_client_and_unloading_closes_it(
+    convo_shell: InteractiveShell, fake_openai: FakeOpenAI
+) -> None:
+    from nbconvo._session import SESSION
+
+    assert turn(convo_shell, "one", "c1").success
+    assert run(convo_shell, "%convo new side").success
+    assert turn(convo_shell, "two", "c2").success
+    client = SESSION._client
+    assert client is not None and not client.is_closed
+    providers = [p for c in SESSION.conversations.values() for p in c._providers.values()]
+    assert len(providers) == 2 and all(p.client is client for p in providers)  # type: ignore[attr-defined]
+    nbconvo.unload_ipython_extension(convo_shell)
+    convo_shell.extension_manager.loaded.discard("nbconvo")
+    assert client.is_closed and all(not c._providers for c in SESSION.conversations.values())
+    assert run(convo_shell, "%load_ext nbconvo").success
+    assert turn(convo_shell, "three", "c3").success  # a new client, the same conversation
+    assert SESSION._client is not None and SESSION._client is not client
+    assert [t.prompt for t in nbconvo.current().path] == ["two", "three"]
