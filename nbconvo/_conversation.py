@@ -85,6 +85,7 @@ class _Plan:
 
     parent: int | None
     rerun: Turn | None = None
+    branch: str | None = None  # switch to this branch before the rerun
     fork_position: int | None = None
     fork_name: str | None = None
 
@@ -229,8 +230,10 @@ class Conversation:
         for listener in list(self.listeners):
             listener(event)
 
-    def fork(self, position: int, name: str | None = None) -> str:
-        branch = self.tree.fork(position, name)
+    def fork(self, position: int, name: str | None = None, *, cell: str | None = None) -> str:
+        """Branch at ``position`` of the active path; ``cell``, the cell id of a `%convo
+        fork` cell, makes its rerun re-create the branch (the old one kept as NAME@k)."""
+        branch = self.tree.fork(position, name, cell)
         self._changed(Forked(branch))
         return branch
 
@@ -290,6 +293,11 @@ class Conversation:
             options.execution,
         )
         if options.cell_id and not same_execution:
+            # A new version on the branch the cell's turn was made on (switching there),
+            # else of its turn on the active path.
+            rerun = self.tree.owned_on_its_branch(options.cell_id)
+            if rerun is not None:
+                return _Plan(rerun.parent, rerun=rerun, branch=rerun.branch)
             rerun = self.tree.owned_on_path(options.cell_id)
             if rerun is not None:
                 return _Plan(rerun.parent, rerun=rerun)
@@ -416,6 +424,8 @@ class Conversation:
         if plan.fork_name is not None:
             self.tree.fork(plan.fork_position or 0, plan.fork_name)
         elif plan.rerun is not None:
+            if plan.branch is not None and plan.branch in self.tree.branches:
+                self.tree.current = plan.branch
             kept = self.tree.rewind_for_rerun(plan.rerun.id)
         if self.tree.head != plan.parent:  # plan and tree agree unless changed meanwhile
             raise NbconvoError("the conversation changed while the turn ran; run the cell again")

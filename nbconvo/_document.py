@@ -74,12 +74,15 @@ def tree_to_dict(tree: ConversationTree) -> dict[str, Any]:
         "branches": dict(tree.branches),
         "current": tree.current,
         "next_id": tree.next_id,
+        "branch_cells": dict(tree.branch_cells),
     }
 
 
 def tree_from_dict(data: dict[str, Any]) -> ConversationTree:
     turns = [Turn(**turn_fields(raw)) for raw in data["turns"]]
-    return tree_of(turns, data["branches"], data["current"], data["next_id"])
+    tree = tree_of(turns, data["branches"], data["current"], data["next_id"])
+    tree.branch_cells = {str(k): str(v) for k, v in (data.get("branch_cells") or {}).items()}
+    return tree
 
 
 def tree_of(

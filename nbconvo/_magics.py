@@ -343,7 +343,7 @@ class ConvoMagics(Magics):
         display(bundle, raw=True)
 
     def _cmd_fork(self, convo: Conversation, args: argparse.Namespace) -> None:
-        branch = convo.fork(args.n, args.name)
+        branch = convo.fork(args.n, args.name, cell=self.tracker.cell_id)
         show_markdown(
             f"*forked at turn {args.n}: now on branch* **{md_escape(branch)}**"
             f" *(the next turn follows turn {args.n})*"

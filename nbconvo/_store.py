@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from nbconvo._session import Session
     from nbconvo._tree import ConversationTree
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: conversations.branch_cells (which cell made which branch)
 APPLICATION_ID = 0x6E62636F  # "nbco": marks a database as an nbconvo store
 SUFFIX = ".nbconvo.db"
 BUSY_TIMEOUT_S = 30.0  # another kernel's transaction is short; wait for it, do not fail
@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     branches TEXT NOT NULL,
     branch TEXT NOT NULL,
     next_id INTEGER NOT NULL,
+    branch_cells TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (session, seq)
 );
 CREATE TABLE IF NOT EXISTS turns (
@@ -211,7 +212,9 @@ class SessionStore:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if 0 < version < SCHEMA_VERSION:
+                _migrate(db)
+            elif version == 0:
                 db.execute("BEGIN IMMEDIATE")  # two kernels creating it at once: one wins
                 try:
                     if db.execute("PRAGMA user_version").fetchone()[0] == 0:
@@ -380,7 +383,7 @@ class SessionStore:
             if row is None:
                 raise PersistenceError(f"{self.path} has no session {session_id}")
             convo_rows = self.db.execute(
-                "SELECT seq, name, archived, settings, branches, branch, next_id "
+                "SELECT seq, name, archived, settings, branches, branch, next_id, branch_cells "
                 "FROM conversations WHERE session = ? ORDER BY archived, position, seq",
                 (session_id,),
             ).fetchall()
@@ -421,8 +424,9 @@ class SessionStore:
                         **meta,
                     )
                 )
-            for seq, name, is_archived, settings, branches, branch, next_id in convo_rows:
+            for seq, name, is_archived, settings, branches, branch, next_id, cells in convo_rows:
                 tree = tree_of(turns.get(seq, []), json.loads(branches), branch, next_id)
+                tree.branch_cells = json.loads(cells)
                 origins[id(tree)] = (session_id, seq)
                 if is_archived:
                     archived.append((name, tree))
@@ -504,8 +508,8 @@ def _insert_conversation(
     base = (*origin, tree.next_id) if origin is not None else (None, None, None)
     db.execute(
         "INSERT INTO conversations (session, seq, name, archived, position, base_session, "
-        "base_seq, base_next_id, settings, branches, branch, next_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "base_seq, base_next_id, settings, branches, branch, next_id, branch_cells) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             session_id,
             seq,
@@ -517,6 +521,7 @@ def _insert_conversation(
             json.dumps(tree.branches, ensure_ascii=False),
             tree.current,
             tree.next_id,
+            json.dumps(tree.branch_cells, ensure_ascii=False),
         ),
     )
     if origin is None:
@@ -567,6 +572,7 @@ class _Mark:
     branches: dict[str, int | None]
     branch: str
     settings: dict[str, Any]
+    branch_cells: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -615,6 +621,7 @@ class StoreWriter:
                 or tree.next_id != mark.next_id
                 or tree.current != mark.branch
                 or tree.branches != mark.branches
+                or tree.branch_cells != mark.branch_cells
                 or settings_of(convo) != mark.settings
             ):
                 return True
@@ -715,7 +722,15 @@ def _retire(db: sqlite3.Connection, session_id: str, mark: _Mark, order: int) ->
 
 def _mark_of(seq: int, convo: Conversation) -> _Mark:
     tree = convo.tree
-    return _Mark(seq, tree, tree.next_id, dict(tree.branches), tree.current, settings_of(convo))
+    return _Mark(
+        seq,
+        tree,
+        tree.next_id,
+        dict(tree.branches),
+        tree.current,
+        settings_of(convo),
+        dict(tree.branch_cells),
+    )
 
 
 def _update(
@@ -730,6 +745,7 @@ def _update(
         and tree.current == mark.branch
         and tree.branches == mark.branches
         and settings == mark.settings
+        and tree.branch_cells == mark.branch_cells
     ):
         return mark
     turns = tree.turns
@@ -737,18 +753,44 @@ def _update(
     if new:
         _insert_turns(db, session_id, mark.seq, new)
     db.execute(
-        "UPDATE conversations SET settings = ?, branches = ?, branch = ?, next_id = ? "
-        "WHERE session = ? AND seq = ?",
+        "UPDATE conversations SET settings = ?, branches = ?, branch = ?, next_id = ?, "
+        "branch_cells = ? WHERE session = ? AND seq = ?",
         (
             json.dumps(settings, ensure_ascii=False),
             json.dumps(tree.branches, ensure_ascii=False),
             tree.current,
             tree.next_id,
+            json.dumps(tree.branch_cells, ensure_ascii=False),
             session_id,
             mark.seq,
         ),
     )
-    return _Mark(mark.seq, tree, tree.next_id, dict(tree.branches), tree.current, settings)
+    return _Mark(
+        mark.seq,
+        tree,
+        tree.next_id,
+        dict(tree.branches),
+        tree.current,
+        settings,
+        dict(tree.branch_cells),
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older store up to SCHEMA_VERSION, one step per version, in one
+    transaction (two kernels opening it at once: the second finds it done)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version < 2:
+            db.execute(
+                "ALTER TABLE conversations ADD COLUMN branch_cells TEXT NOT NULL DEFAULT '{}'"
+            )
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 # --- damage ----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Turn:
     # text views of these.
     prompt_parts: Parts = ()
     answer_parts: Parts = ()
+    branch: str = ""  # the branch it was made on (a rerun of its cell goes back there)
 
     @property
     def prompt_content(self) -> Content:
@@ -74,6 +75,9 @@ class ConversationTree:
     branches: dict[str, int | None] = field(default_factory=lambda: {MAIN: None})
     current: str = MAIN
     next_id: int = 1
+    # Which cell made each branch it made (`%convo fork` in a cell): rerunning that cell
+    # re-creates the branch and keeps the old one as NAME@1, NAME@2, …
+    branch_cells: dict[str, str] = field(default_factory=dict)
     # Positions never change (a turn's parent is fixed), so each is computed once.
     _depths: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -196,7 +200,7 @@ class ConversationTree:
         """Add a finished turn as a child of the head and advance the current branch."""
         if turn.id in self.turns:
             raise ConversationError(f"turn #{turn.id} exists already")
-        turn = replace(turn, parent=self.head)
+        turn = replace(turn, parent=self.head, branch=self.current)
         self.next_id = max(self.next_id, turn.id + 1)
         self.turns[turn.id] = turn
         self.children.setdefault(turn.parent, []).append(turn.id)
@@ -221,9 +225,36 @@ class ConversationTree:
             n += 1
         return f"fork-{n}"
 
-    def fork(self, position: int, name: str | None = None) -> str:
-        """Create a branch at the turn in ``position`` of the active path and switch to it."""
-        return self.fork_at(self.at_position(position), name)
+    def fork(self, position: int, name: str | None = None, cell: str | None = None) -> str:
+        """Create a branch at the turn in ``position`` of the active path and switch to it.
+        ``cell`` made it: a rerun of that cell re-creates the branch it made before (at the
+        same position of the path as it is now) and keeps the old one as NAME@k."""
+        target = self.at_position(position)
+        made = self.branch_made_by(cell) if cell else None
+        if made is not None and name in (None, made):
+            name = made
+            self.set_aside(made)
+        branch = self.fork_at(target, name)
+        if cell:
+            self.branch_cells[branch] = cell
+        return branch
+
+    def branch_made_by(self, cell: str) -> str | None:
+        return next(
+            (b for b, c in self.branch_cells.items() if c == cell and b in self.branches), None
+        )
+
+    def set_aside(self, branch: str) -> str:
+        """Rename ``branch`` to the first free ``branch@k``; returns the new name."""
+        k = 1
+        while f"{branch}@{k}" in self.branches:
+            k += 1
+        kept = f"{branch}@{k}"
+        self.branches[kept] = self.branches.pop(branch)
+        self.branch_cells.pop(branch, None)
+        if self.current == branch:
+            self.current = kept
+        return kept
 
     def fork_at(self, turn_id: int | None, name: str | None = None) -> str:
         """Create a branch at any turn of the tree (not only the active path); switch to it."""
@@ -317,6 +348,24 @@ class ConversationTree:
             problems.append("the current branch does not exist")
         if problems:
             raise ConversationError("broken conversation tree: " + "; ".join(problems))
+
+    def owned_on_its_branch(self, cell_id: str) -> Turn | None:
+        """The newest turn ``cell_id`` made that is still on the branch it was made on."""
+        for turn in reversed(self.turns.values()):
+            if turn.cell_id != cell_id:
+                continue
+            tip = self.branches.get(turn.branch) if turn.branch else None
+            if tip is not None and self.is_ancestor(turn.id, tip):
+                return turn
+        return None
+
+    def is_ancestor(self, turn_id: int, tip: int) -> bool:
+        """Whether ``turn_id`` is on the path from the root to ``tip`` (``tip`` included)."""
+        steps = self.depth(tip) - self.depth(turn_id)
+        node: int | None = tip
+        for _ in range(max(steps, 0)):
+            node = self.turns[node].parent if node is not None else None
+        return steps >= 0 and node == turn_id
 
     def owned_on_path(self, cell_id: str, path: Iterable[Turn] | None = None) -> Turn | None:
         """The first turn of the active path created by ``cell_id`` (rerun contract)."""

@@ -127,3 +127,58 @@ def test_interrupt_keeps_partial_answer_and_next_turn_works(
     state = kernel.state()
     assert [row[0] for row in state["path"]] == ["1", "2", "3"]
     assert state["path"][-1][2].startswith("echo #3: and now?")
+
+
+# The README's tour: two turns, a named fork at turn 1, a turn on the fork.
+TOUR = [
+    ("c1", "%%turn\nWhat are the main strategies for improving customer retention?"),
+    ("c2", "%%turn\nLet's focus on proactive outreach."),
+    ("c3", "%convo fork 1 --name alt"),
+    ("c4", "%%turn\nInstead: what if we changed the pricing tiers?"),
+]
+
+
+def run_all(kernel: NotebookKernel, server: FakeOpenAI) -> list[list[tuple[str, str]]]:
+    """Run the tour's cells in order, as Run All does; the requests' message structure
+    (role and user text of each message) of each turn sent."""
+    before = len(server.requests)
+    for cell_id, code in TOUR:
+        result = kernel.run(code, cell_id)
+        assert result.status == "ok", (cell_id, result.error)
+    return [
+        [(m["role"], m["content"] if m["role"] == "user" else "…") for m in body["messages"]]
+        for body in server.requests[before:]
+    ]
+
+
+def test_run_all_reproduces_the_tour_each_time(server: FakeOpenAI, tmp_path: object) -> None:
+    """Issue #14's tour: Run All three times on a live kernel, then once after a restart
+    and `%convo load`. Each run sends what the first sent (the fork's turn never sees the
+    turn it forked away from), and every generation stays: alt@1, alt@2, main@1, …"""
+    env = {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url,
+           "NBCONVO_MODEL": "openai:gpt-test", "NBCONVO_HOME": str(tmp_path),
+           "JPY_SESSION_NAME": "tour.ipynb"}
+    kernel = NotebookKernel(env=env)
+    try:
+        assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
+        first = run_all(kernel, server)
+        assert first[2] == [("user", TOUR[0][1].split("\n", 1)[1]), ("assistant", "…"),
+                            ("user", TOUR[3][1].split("\n", 1)[1])]
+        for generation in (1, 2):
+            assert run_all(kernel, server) == first, f"run {generation + 1}"
+            state = kernel.state()
+            assert state["branch"] == "alt"
+            assert f"alt@{generation}" in state["branches"] and f"main@{generation}" in state["branches"]
+            assert [row[1].split()[0] for row in state["path"]] == ["What", "Instead:"]
+        assert kernel.state()["turns"] == 9  # three generations of three turns
+    finally:
+        kernel.close()
+    again = NotebookKernel(env=env)
+    try:
+        assert again.run("%load_ext nbconvo", "setup").status == "ok"
+        assert again.run("%convo load", "load").status == "ok"
+        assert run_all(again, server) == first, "after a restart and %convo load"
+        state = again.state()
+        assert state["turns"] == 12 and "alt@3" in state["branches"]
+    finally:
+        again.close()

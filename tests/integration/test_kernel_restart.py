@@ -57,6 +57,16 @@ def full_state(kernel: NotebookKernel) -> dict[str, Any]:
     raise AssertionError("no state printed")
 
 
+def after_path_ids(state: dict[str, Any]) -> set[int]:
+    """The ids of the turns on the branch shown as current (its tip and ancestors)."""
+    by_id = {t[0]: t for t in state["turns"]}
+    tip, ids = state["branches"][state["branch"]], set()
+    while tip is not None:
+        ids.add(tip)
+        tip = by_id[tip][1]
+    return ids
+
+
 def start_a(fake: FakeOpenAI, notebook: Path) -> NotebookKernel:
     kernel = NotebookKernel(env=notebook_env(fake, notebook))
     run_ok(kernel, "%load_ext nbconvo")
@@ -82,14 +92,15 @@ def restart_then_restore(fake: FakeOpenAI, notebook: Path, expected: dict[str, A
         restored = run_ok(kernel, "%convo load")
         assert "restored 1 conversation(s) from" in restored
         assert full_state(kernel) == expected
-        # Run All, as after a restore: each %%turn cell makes a new version of its turn;
-        # the fork cell re-creates `alt` from the new path (issue #14 finishes the rest
-        # of the contract for fork cells).
-        for cell_id, code in TOUR[:3]:
+        # Run All, as after a restore: each %%turn cell makes a new version of its turn
+        # on the branch it was made on; the fork cell re-creates `alt` from the new path
+        # and keeps the old one as alt@1.
+        for cell_id, code in TOUR:
             run_ok(kernel, code, cell_id)
         after = full_state(kernel)
-        assert after["path"] == ["1.2", "2", "3"]
-        assert len(after["turns"]) == len(expected["turns"]) + 3
+        assert after["branch"] == "alt" and "alt@1" in after["branches"]
+        assert [t[2] for t in after["turns"] if t[0] in after_path_ids(after)] == ["one", "alt two"]
+        assert len(after["turns"]) == len(expected["turns"]) + 4
         old = {tuple(t) for t in expected["turns"]}
         assert old <= {tuple(t) for t in after["turns"]}  # every earlier turn still there
         # B's own session is kept in the store too, beside A's.

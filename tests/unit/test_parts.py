@@ -157,6 +157,13 @@ def test_a_store_written_before_parts_restores(tmp_path: Path) -> None:
     # turns and its archived side conversation (1), and one turn after the restore
     assert [(s.number, s.turns) for s in listed] == [(1, 4), (2, 6)]
     session.restore()  # the latest: the second session
+    import sqlite3
+
+    db = sqlite3.connect(path)  # opened, it was migrated: version 2, a column added
+    assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(conversations)")]
+    assert "branch_cells" in columns
+    db.close()
     convo = session.current()
     assert [t.prompt for t in convo.path] == [
         "What are the main strategies for improving customer retention?",

@@ -286,7 +286,7 @@ def _foreign(path: Path) -> None:
 @pytest.mark.parametrize(("make_bad", "said"), [
     (_garbage, "is not an SQLite database"),
     (_truncated, "is damaged"),
-    (_newer, "written by a newer nbconvo (store version 7; this one reads up to 1)"),
+    (_newer, "written by a newer nbconvo (store version 7; this one reads up to 2)"),
     (_foreign, "is an SQLite database of another program"),
 ])
 def test_a_bad_store_is_moved_aside_and_a_new_one_started(

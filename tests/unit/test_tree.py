@@ -199,3 +199,38 @@ class TreeMachine(RuleBasedStateMachine):
 
 TreeMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 test_tree_state_machine = TreeMachine.TestCase
+
+
+def test_a_fork_cell_rerun_recreates_its_branch_and_keeps_the_old_one() -> None:
+    tree = ConversationTree()
+    add(tree, "a", "c1")
+    add(tree, "b", "c2")
+    assert tree.fork(1, "alt", cell="f") == "alt"
+    add(tree, "alt b", "c4")
+    assert tree.path()[-1].branch == "alt" and tree.turns[1].branch == "main"
+    tree.switch("main")
+    assert tree.fork(2, "alt", cell="f") == "alt"  # the same cell again: re-created here
+    assert tree.branches["alt@1"] == 3 and tree.branches["alt"] == 2
+    assert tree.current == "alt" and tree.branch_cells == {"alt": "f"}
+    assert tree.fork(0, cell="g") == "fork-1"  # unnamed: a default name, owned by g
+    assert tree.fork(0, cell="g") == "fork-1" and "fork-1@1" in tree.branches
+    with pytest.raises(ConversationError, match="branch 'alt' exists already"):
+        tree.fork(0, "alt", cell="another")  # a name another cell made is still taken
+    with pytest.raises(ConversationError, match="branch 'alt' exists already"):
+        tree.fork(0, "alt")  # and so it is for a fork with no cell
+    tree.check_invariants()
+
+
+def test_a_turn_cell_rerun_goes_back_to_the_branch_its_turn_was_made_on() -> None:
+    tree = ConversationTree()
+    one = add(tree, "a", "c1")
+    add(tree, "b", "c2")
+    tree.fork(1, "alt", cell="f")
+    add(tree, "alt b", "c4")
+    assert tree.owned_on_its_branch("c1") == one  # on main's path, though alt is current
+    assert tree.owned_on_its_branch("c2").prompt == "b"  # type: ignore[union-attr]
+    tree.switch("main")
+    tree.rewind_for_rerun(one.id)  # c1 rerun: main moves to the root, old line kept
+    assert tree.owned_on_its_branch("c2") is None  # no longer on main: appended instead
+    assert tree.is_ancestor(one.id, tree.branches["main@1"])
+    assert not tree.is_ancestor(tree.branches["alt"], tree.branches["main@1"])
