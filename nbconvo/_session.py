@@ -157,15 +157,17 @@ class Session:
             )
         everything = self.earlier_sessions()
         store = self.writer().store
+        if store is None:  # no store file yet: nothing was ever saved for this notebook
+            raise PersistenceError(f"no earlier session in {target}: nothing to restore")
         if number is None:
             candidates = [s for s in everything if s.turns]
-            if not candidates or store is None:
+            if not candidates:
                 raise PersistenceError(
                     f"no earlier session with turns in {target}: nothing to restore"
                 )
             chosen = max(candidates, key=lambda s: s.updated_at)
         else:
-            numbers = {s.number: s for s in store.sessions()} if store is not None else {}
+            numbers = {s.number: s for s in store.sessions()}
             if number not in numbers:
                 raise UsageError(
                     f"there is no session {number}: `%convo sessions` lists them "
@@ -174,7 +176,6 @@ class Session:
             chosen = numbers[number]
             if chosen.id == self.writer().session_id:
                 raise UsageError(f"session {number} is this kernel's own: nothing to restore")
-        assert store is not None
         self._replace(store.read(chosen.id))
         return chosen
 
