@@ -98,10 +98,26 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", magics.tracker.pre_run_cell)
     _MAGICS = magics
+    _close_at_exit()
     from nbconvo import _conversation
 
     _conversation.cell_context = _cell_context
     _configure_session(ipython)
+
+
+_EXIT_HOOKED = False
+
+
+def _close_at_exit() -> None:
+    """When the kernel exits cleanly, close the store (SQLite folds its WAL file back into
+    the database and removes it) and the HTTP client. Everything was committed already:
+    this only tidies up."""
+    global _EXIT_HOOKED
+    if not _EXIT_HOOKED:
+        import atexit
+
+        atexit.register(SESSION.close)
+        _EXIT_HOOKED = True
 
 
 def _configure_session(ipython: Any) -> None:

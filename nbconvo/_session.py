@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,7 +57,8 @@ class Session:
             self._client.close()
             self._client = None
         if self._writer is not None and self._writer.store is not None:
-            self._writer.store.close()
+            with contextlib.suppress(Exception):  # at exit: nothing left to lose
+                self._writer.store.close()
             self._writer.store = None
 
     def current(self) -> Conversation:

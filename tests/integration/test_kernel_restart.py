@@ -117,6 +117,9 @@ def test_a_clean_restart_then_load_brings_everything_back(tmp_path: Path) -> Non
         expected = full_state(kernel)
         kernel.km.shutdown_kernel(now=False)  # a clean restart
         kernel.kc.stop_channels()
+        # the store was closed on the way out: its WAL folded back, nothing left beside it
+        assert notebook.with_name("tour.nbconvo.db").exists()
+        assert not notebook.with_name("tour.nbconvo.db-wal").exists()
         restart_then_restore(fake, notebook, expected)
 
 
