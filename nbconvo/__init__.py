@@ -99,7 +99,7 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.events.register("pre_run_cell", magics.tracker.pre_run_cell)
     _MAGICS = magics
     _close_at_exit()
-    from nbconvo import _conversation
+    import nbconvo._conversation as _conversation
 
     _conversation.cell_context = _cell_context
     _configure_session(ipython)
@@ -166,7 +166,7 @@ def unload_ipython_extension(ipython: Any) -> None:
         return
     with contextlib.suppress(ValueError):
         ipython.events.unregister("pre_run_cell", _MAGICS.tracker.pre_run_cell)
-    from nbconvo import _conversation
+    import nbconvo._conversation as _conversation
 
     _conversation.cell_context = _conversation._no_cell
     SESSION.locate_store = None

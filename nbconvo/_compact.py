@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nbconvo._errors import ConversationError, UsageError
 from nbconvo._stream import Collected, StreamSink, collect
-from nbconvo._tree import Turn
-from nbconvo._types import ChatRequest
+from nbconvo._tree import ConversationTree, Turn
+from nbconvo._types import ChatRequest, Message
+from nbconvo.providers import Provider
 
-if TYPE_CHECKING:
-    from nbconvo._conversation import Conversation
+
+class Conversation(Protocol):
+    """What summaries and compaction use of a conversation (the engine's
+    ``Conversation``, which imports this module)."""
+
+    tree: ConversationTree
+    temperature: float | None
+    seed: int | None
+
+    @property
+    def path(self) -> list[Turn]: ...
+    def model_spec(self, override: str | None = None) -> str: ...
+    def messages(self, path: list[Turn] | None = None) -> list[Message]: ...
+    def system_text(self, path: list[Turn] | None = None) -> str | None: ...
+    def provider(self, spec: str) -> Provider: ...
+
 
 SUMMARY_MAX_TOKENS = 400
 SUMMARY_PROMPT = (

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nbconvo import _compact
+import nbconvo._compact as _compact
 from nbconvo._errors import (
     ContextWindowExceeded,
     NbconvoError,

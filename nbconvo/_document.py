@@ -12,17 +12,34 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nbconvo._errors import PersistenceError
 from nbconvo._parts import parts_from_json, parts_to_json
 from nbconvo._tree import ConversationTree, Turn
 
-if TYPE_CHECKING:
-    from nbconvo._conversation import Conversation
-    from nbconvo._session import Session
+
+class ConversationLike(Protocol):
+    """What persistence reads of a conversation (the engine's ``Conversation``): its
+    name and tree; ``settings_of`` reads the settings by name."""
+
+    name: str
+    tree: ConversationTree
+
+
+class SessionLike(Protocol):
+    """What persistence reads of a kernel's session (``_session.Session``)."""
+
+    @property
+    def current_name(self) -> str: ...
+    @property
+    def conversations(self) -> Mapping[str, ConversationLike]: ...
+    @property
+    def archived(self) -> Sequence[tuple[str, ConversationTree]]: ...
+
 
 FORMAT = "nbconvo"
 VERSION = 1
@@ -64,7 +81,7 @@ def turn_fields(raw: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def settings_of(convo: Conversation) -> dict[str, Any]:
+def settings_of(convo: object) -> dict[str, Any]:
     return {key: getattr(convo, key) for key in _SETTINGS}
 
 
@@ -106,7 +123,7 @@ def tree_of(
     return tree
 
 
-def conversation_to_dict(convo: Conversation) -> dict[str, Any]:
+def conversation_to_dict(convo: ConversationLike) -> dict[str, Any]:
     return {
         "name": convo.name,
         "settings": settings_of(convo),
@@ -133,7 +150,7 @@ def conversation_from_dict(data: dict[str, Any]) -> ConversationRecord:
     )
 
 
-def session_to_dict(session: Session) -> dict[str, Any]:
+def session_to_dict(session: SessionLike) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -222,7 +239,7 @@ def write_atomic(path: Path, text: str) -> None:
         raise PersistenceError(f"cannot write {path} ({error.strerror})") from None
 
 
-def save_session(session: Session, path: Path) -> Path:
+def save_session(session: SessionLike, path: Path) -> Path:
     # No indent: json's C encoder serves only unindented output, ≈4× faster.
     write_atomic(path, json.dumps(session_to_dict(session), ensure_ascii=False))
     return path

@@ -21,7 +21,7 @@ from IPython.core.magic_arguments import (
 from IPython.utils.text import dedent
 from traitlets import Float, Int
 
-from nbconvo import _errors
+import nbconvo._errors as _errors
 from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, split_line
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
 from nbconvo._display import StreamingMarkdown, show_markdown, streaming_enabled

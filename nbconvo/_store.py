@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbconvo._document import (
+    ConversationLike,
     ConversationRecord,
+    SessionLike,
     read_document,
     session_parts_from_dict,
     settings_of,
@@ -48,8 +50,6 @@ from nbconvo._errors import PersistenceError
 from nbconvo._tree import Turn
 
 if TYPE_CHECKING:
-    from nbconvo._conversation import Conversation
-    from nbconvo._session import Session
     from nbconvo._tree import ConversationTree
 
 SCHEMA_VERSION = 2  # 2: conversations.branch_cells (which cell made which branch)
@@ -607,7 +607,7 @@ class StoreWriter:
         if previous is not None and previous != store.path:
             store.adopt_sessions_from(previous, self.session_id)
 
-    def dirty(self, session: Session) -> bool:
+    def dirty(self, session: SessionLike) -> bool:
         """Whether anything differs from what was committed (no database access)."""
         if not self._row_written or session.current_name != self._current:
             return True
@@ -627,7 +627,7 @@ class StoreWriter:
                 return True
         return len(session.archived) != self._archived_count
 
-    def save(self, session: Session) -> bool:
+    def save(self, session: SessionLike) -> bool:
         """Commit what changed since the last save; False when nothing had."""
         store = self.store
         if store is None:
@@ -720,7 +720,7 @@ def _retire(db: sqlite3.Connection, session_id: str, mark: _Mark, order: int) ->
     )
 
 
-def _mark_of(seq: int, convo: Conversation) -> _Mark:
+def _mark_of(seq: int, convo: ConversationLike) -> _Mark:
     tree = convo.tree
     return _Mark(
         seq,
@@ -734,7 +734,7 @@ def _mark_of(seq: int, convo: Conversation) -> _Mark:
 
 
 def _update(
-    db: sqlite3.Connection, session_id: str, mark: _Mark, convo: Conversation | None
+    db: sqlite3.Connection, session_id: str, mark: _Mark, convo: ConversationLike | None
 ) -> _Mark:
     """Write a tree's turns added since ``mark`` and its moved pointers; the new mark
     (``mark`` itself when nothing moved). ``convo`` None: the tree is being archived."""

@@ -5,13 +5,22 @@ first: it is untrusted, and JupyterLab runs raw HTML in Markdown."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nbconvo._sanitize import neutralize_html
-from nbconvo._tree import Turn
+from nbconvo._tree import ConversationTree, Turn
 
-if TYPE_CHECKING:
-    from nbconvo._conversation import Conversation
+
+class Transcribed(Protocol):
+    """What a transcript reads of a conversation (the engine's ``Conversation``)."""
+
+    name: str
+    goal: str | None
+    tree: ConversationTree
+
+    @property
+    def branch(self) -> str: ...
+
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
 
@@ -26,7 +35,7 @@ def preview(text: str, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def transcript_markdown(convo: Conversation, *, all_branches: bool = False) -> str:
+def transcript_markdown(convo: Transcribed, *, all_branches: bool = False) -> str:
     """The active path as Markdown; with ``all_branches``, every branch, each turn once."""
     lines = [f"# Conversation {md_escape(convo.name)}", ""]
     if convo.goal:

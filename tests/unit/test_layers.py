@@ -1,8 +1,8 @@
 """The layers of nbconvo point one way (issue #13). Every import of an nbconvo module by
-another, at module level or inside a function (lazy imports included), goes to the same
-layer or a lower one, and no runtime imports form a circle. Imports under
-``if TYPE_CHECKING:`` are annotations only: they may name a higher layer's type (a typed
-collaborator instead of ``Any``) and are not followed for circles.
+another, at module level, inside a function (lazy imports) or under
+``if TYPE_CHECKING:`` (a type named in an annotation is a dependency too), goes to the
+same layer or a lower one, and no imports form a circle. A lower layer that needs to
+describe a higher one's object does it with a ``Protocol`` of its own.
 
     core         values and rules, no I/O: errors, parts, messages and events, the tree,
                  the token meter and counting, the model table, HTML neutralizing
@@ -49,23 +49,12 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def _type_checking_block(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name | ast.Attribute)
-        and ast.unparse(node.test).endswith("TYPE_CHECKING")
-    )
-
-
 def imports_of(path: Path, known: set[str]) -> list[tuple[str, int]]:
-    """(nbconvo module, line) for each runtime import in ``path``, lazy ones included."""
+    """(nbconvo module, line) for each import in ``path``: lazy ones and those for type
+    checking included."""
     found: list[tuple[str, int]] = []
 
     def visit(node: ast.AST) -> None:
-        if _type_checking_block(node):
-            for child in node.orelse:  # only the else branch runs
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "nbconvo" or alias.name.startswith("nbconvo."):
@@ -139,7 +128,8 @@ def test_no_circular_imports() -> None:
         ("from nbconvo._tree import Turn\n", ["_tree"]),
         ("def f():\n    from nbconvo._magics import ConvoMagics\n", ["_magics"]),
         ("from nbconvo import _errors\n", ["_errors"]),
-        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nbconvo._session import Session\n", []),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nbconvo._session import Session\n", ["_session"]),
+        ("import nbconvo._compact as _compact\n", ["_compact"]),
         ("import nbconvo.providers.openai\n", ["providers.openai"]),
     ],
 )
