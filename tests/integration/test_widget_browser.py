@@ -55,9 +55,36 @@ XSS_ANSWER = """Here are the samples.
 End of samples."""
 
 
+# A long answer of the kind the product is for: headings, lists, code with < and >, a
+# table, math, a link and stray HTML: ≈6 KB. (At ≈30 KB the streaming display still
+# stalls the kernel for minutes: issue #15, whose fix this test should then grow with.)
+SECTION = """## Step {n}: signals of churn
+
+1. **Usage drops**: weekly active seats fall by a third.
+2. *Support friction*: two or more tickets about one feature.
+
+```python
+def at_risk(account) -> bool:
+    return account.seats_active < 0.66 * account.seats_bought and account.tickets > 1
+```
+
+| signal | lead time | precision |
+| --- | --- | --- |
+| usage drop | 6–8 weeks | high |
+| tickets | 3–4 weeks | medium |
+
+A lift with $p < 0.05$ is the bar; see [the playbook](https://example.org/playbook).
+<b>stray HTML</b> and a <div>block</div> stay text.
+
+"""
+LONG_ANSWER = "".join(SECTION.format(n=n) for n in range(1, 9))
+
+
 def _answer(messages: list[dict[str, Any]]) -> str:
     last = [m["content"] for m in messages if m["role"] == "user"][-1]
-    return XSS_ANSWER if "XSS" in last else default_answer(messages)
+    if "XSS" in last:
+        return XSS_ANSWER
+    return LONG_ANSWER if "LONG" in last else default_answer(messages)
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -433,4 +460,62 @@ def test_a_restart_in_jupyterlab_loses_nothing(lab: Lab, page: Page) -> None:
     expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("pricing")
     expect(widget.locator(".nbconvo-row[data-turn='2'] .nbconvo-badge")).to_have_text("main")
     p.screenshot(path=str(ARTIFACTS / "restart-restored.png"), full_page=True)
+    assert not page.dialogs
+
+
+def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: Page) -> None:
+    """As a user works: a long Markdown answer, Run All, Kernel ▸ Restart, Run All again
+    (the notice of the earlier session shows; the dialogue is rebuilt), then a rerun of
+    the middle turn, which becomes a new version on main while the cells below keep their output."""
+    from playwright.sync_api import expect
+
+    cells = [
+        "import os\nos.environ.pop('NBCONVO_AUTOSAVE', None)\n%load_ext nbconvo",
+        "%convo model openai:gpt-test",
+        "%%turn\nLONG: a churn playbook, step by step, with code and a table",
+        "%%turn\nWhich of these signals comes first?",
+        "%convo fork 1 --name alt",
+        "%%turn\nInstead: what would pricing change?",
+        "%convo",
+    ]
+    url = lab.notebook("long-restart.ipynb", cells)
+    p = page.page
+    open_notebook(p, url)
+
+    def run_all() -> None:
+        p.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        p.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        prompts = p.locator(".jp-Notebook .jp-Cell .jp-InputArea-prompt")
+        for index in range(len(cells)):
+            expect(prompts.nth(index)).to_have_text(re.compile(r"^\[\d+\]:$"), timeout=TIMEOUT_MS)
+        p.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
+
+    run_all()
+    long = p.locator(".jp-Notebook .jp-Cell").nth(2)
+    # the whole answer rendered as Markdown: 8 tables, code blocks, no raw tag
+    expect(long.locator(".jp-OutputArea-output table")).to_have_count(8)
+    expect(long.locator(".jp-OutputArea-output pre").first).to_contain_text("seats_active < 0.66")
+    assert long.locator(".jp-OutputArea-output b").count() == 0  # stray HTML shown as text
+    ARTIFACTS.mkdir(exist_ok=True)
+    long.screenshot(path=str(ARTIFACTS / "long-answer.png"))
+
+    p.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    p.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()
+    p.locator(".jp-Dialog-button.jp-mod-accept", has_text="Restart").click()
+    p.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
+    run_all()
+    first = p.locator(".jp-Notebook .jp-Cell").nth(0)
+    expect(first.locator(".jp-OutputArea-output")).to_contain_text(
+        re.compile(r"nbconvo: earlier session, \d\d:\d\d today: 3 turns, 2 branches")
+    )
+    widget = p.locator(".nbconvo-widget").first
+    expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("alt")
+    p.screenshot(path=str(ARTIFACTS / "restart-run-all.png"), full_page=True)
+
+    middle = run_cell(p, 3)  # rerun "Which of these signals comes first?": the 3rd version
+    # of position 2 (2.2 is the alt turn, also a child of turn 1)
+    expect(middle.locator(".jp-OutputArea-output").last).to_contain_text("turn 2.3 · main")
+    errors = p.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    assert errors.count() == 0
+    p.screenshot(path=str(ARTIFACTS / "rerun-middle.png"), full_page=True)
     assert not page.dialogs
