@@ -21,8 +21,8 @@ from tests.support.fakes.base import (
     Canned,
     Exchange,
     FakeServer,
-    chat_content_error,
     chat_content_text,
+    chat_messages_error,
     count_tokens,
 )
 
@@ -280,15 +280,9 @@ def validate(body: Any, *, v1: bool) -> str | None:
         return "The request body must be a JSON object."
     if v1 and (not isinstance(body.get("model"), str) or not body["model"]):
         return "you must provide a model parameter"
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "'messages' is a required property"
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES:
-            return f"Invalid value for 'messages[{i}].role'"
-        problem = chat_content_error(m.get("content"), f"messages[{i}]")
-        if problem:
-            return problem
+    problem = chat_messages_error(body.get("messages"), ROLES)
+    if problem:
+        return problem
     if body.get("stream") is not True:
         return "this fake only serves stream=true"
     if "max_tokens" in body and "max_completion_tokens" in body:

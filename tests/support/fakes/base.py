@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -242,6 +242,21 @@ def chat_content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def chat_messages_error(messages: Any, roles: Collection[str]) -> str | None:
+    """What OpenAI answers for a ``messages`` list it refuses: missing, a bad role, or a
+    content that is neither a string nor text and image parts (the wire-format
+    reference, section 1). Shared by the OpenAI and Azure fakes."""
+    if not isinstance(messages, list) or not messages:
+        return "'messages' is a required property"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in roles:
+            return f"Invalid value for 'messages[{i}].role'"
+        problem = chat_content_error(m.get("content"), f"messages[{i}]")
+        if problem:
+            return problem
+    return None
 
 
 def chat_content_error(content: Any, where: str) -> str | None:
