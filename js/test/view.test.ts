@@ -89,7 +89,8 @@ describe("ConvoView", () => {
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(el.querySelector(".nbconvo-prompt strong")?.textContent).toBe("hello");
     expect(el.querySelector(".nbconvo-answer script")).toBeNull();
-    expect(el.querySelector(".nbconvo-answer img")?.getAttribute("onerror")).toBeNull();
+    expect(el.querySelector(".nbconvo-answer img")).toBeNull();
+    expect(el.querySelector(".nbconvo-answer")?.textContent).toContain("<img src=x onerror=\"window.__xss=1\"> fine");
     const fork = Array.from(el.querySelectorAll("button")).find((b) => b.textContent === "Fork here");
     fork?.click();
     const action = model.sent.at(-1);
