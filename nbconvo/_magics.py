@@ -24,15 +24,16 @@ from traitlets import Float, Int
 import nbconvo._errors as _errors
 from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, split_line
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
-from nbconvo._display import StreamingMarkdown, show_markdown, streaming_enabled
+from nbconvo._display import StreamingMarkdown, show_html, show_markdown, streaming_enabled
 from nbconvo._errors import NbconvoError, UsageError
 from nbconvo._interpolate import interpolate
 from nbconvo._render import (
     branches_markdown,
-    footer_markdown,
+    footer_html,
     footer_text,
     history_markdown,
-    turn_markdown,
+    turn_html,
+    turn_text,
 )
 from nbconvo._session import SESSION, Session
 from nbconvo._transcript import md_escape
@@ -158,7 +159,7 @@ class ConvoMagics(Magics):
         notices.extend(self.session.take_notices())
         for notice in notices:
             footer += f" · ⚠ {notice}"
-        show_markdown(footer_markdown(footer), footer)
+        show_html(footer_html(footer), footer)
 
     # --- %convo --------------------------------------------------------------------
     @line_magic
@@ -365,7 +366,8 @@ class ConvoMagics(Magics):
         target = convo.tree.resolve(args.turn) if args.turn else convo.tree.head
         if target is None:
             raise _errors.ConversationError("no turn to show: the active path is empty")
-        show_markdown(turn_markdown(convo, convo.tree.turn(target)))
+        turn = convo.tree.turn(target)
+        show_html(turn_html(convo, turn), turn_text(convo, turn))
 
     def _cmd_new(self, convo: Conversation, args: argparse.Namespace) -> None:
         self.session.new(args.name)

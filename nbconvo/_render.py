@@ -1,13 +1,13 @@
 """Text shown to users: footers, listings, comparisons (transcripts: ``_transcript``).
-Model text always goes through ``neutralize_html`` first (it is untrusted and
-JupyterLab runs raw HTML in Markdown)."""
+Listings are nbconvo's own Markdown with outside text escaped (``md_escape``); model
+text is rendered by ``_html`` (untrusted: never handed to a front end as Markdown)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nbconvo._html import render_blocks, render_markdown, wrap
 from nbconvo._meter import TokenMeter
-from nbconvo._sanitize import neutralize_html
 from nbconvo._transcript import md_escape, preview
 from nbconvo._tree import Turn
 
@@ -39,18 +39,30 @@ def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None
     return " · ".join(parts)
 
 
-def footer_markdown(text: str) -> str:
-    return f"<sub>{md_escape(text)}</sub>"
+def footer_html(text: str) -> str:
+    from html import escape
+
+    return f'<div class="nbconvo-footer"><sub>{escape(text)}</sub></div>'
 
 
-def turn_markdown(convo: Conversation, turn: Turn) -> str:
+def turn_html(convo: Conversation, turn: Turn) -> str:
+    """One turn in full: a heading line, then the prompt and answer, each rendered on
+    its own (an unclosed fence in the prompt cannot swallow the answer)."""
+    from html import escape
+
     tree = convo.tree
     status = "" if turn.status == "ok" else f" ({turn.status})"
-    return (
-        f"**Turn {tree.label(turn.id)}** · #{turn.id}{status} · {md_escape(turn.model)}\n\n"
-        f"**Prompt**\n\n{neutralize_html(turn.prompt)}\n\n"
-        f"**Answer**\n\n{neutralize_html(turn.answer)}\n"
+    head = f"Turn {tree.label(turn.id)}"
+    rest = f" · #{turn.id}{status} · {turn.model}"
+    return wrap(
+        f"<p><strong>{escape(head)}</strong>{escape(rest)}</p>"
+        f"<p><strong>Prompt</strong></p>{render_blocks(turn.prompt)}"
+        f"<p><strong>Answer</strong></p>{render_blocks(turn.answer or '*(no answer)*')}"
     )
+
+
+def turn_text(convo: Conversation, turn: Turn) -> str:
+    return f"Turn {convo.tree.label(turn.id)} · #{turn.id}\n\n{turn.prompt}\n\n{turn.answer}"
 
 
 def history_markdown(convo: Conversation) -> str:
@@ -91,15 +103,6 @@ def branches_markdown(convo: Conversation) -> str:
     return "\n".join(rows)
 
 
-def markdown_to_html(text: str) -> str:
-    """Model Markdown as HTML with raw HTML escaped and unsafe links dropped."""
-    from markdown_it import MarkdownIt
-
-    # html=False escapes raw HTML; markdown-it's validateLink refuses javascript:,
-    # vbscript:, file: and non-image data: links.
-    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(text))
-
-
 def compare_paths(convo: Conversation, a: str, b: str) -> tuple[list[Turn], list[Turn], int]:
     """The two branches' turns after their common ancestor, and that ancestor's depth."""
     from nbconvo._errors import ConversationError
@@ -136,7 +139,7 @@ def compare_html(convo: Conversation, a: str, b: str) -> str:
                 cells.append(
                     f"<td style='vertical-align:top;text-align:left'>"
                     f"<p><b>{escape(title)}</b>: {escape(preview(turn.prompt, 80))}"
-                    f"</p>{markdown_to_html(turn.answer)}</td>"
+                    f"</p>{render_markdown(turn.answer)}</td>"
                 )
             else:
                 cells.append("<td></td>")

@@ -1,13 +1,12 @@
 """The conversation as a Markdown transcript (``export("md")``, ``nbconvo run``) and the
-escaping every listing of nbconvo shares. Model text goes through ``neutralize_html``
-first: it is untrusted, and JupyterLab runs raw HTML in Markdown."""
+escaping every listing of nbconvo shares. Prompts and answers are written as they are
+(the file is the user's data); a notebook shows a transcript only through ``_html``."""
 
 from __future__ import annotations
 
 import re
 from typing import Protocol
 
-from nbconvo._sanitize import neutralize_html
 from nbconvo._tree import ConversationTree, Turn
 
 
@@ -71,8 +70,12 @@ def _exchange(title: str, turn: Turn) -> list[str]:
     return [
         f"### {title}",
         "",
-        f"**User:** {neutralize_html(turn.prompt)}",
+        "**User:**",
         "",
-        f"**Assistant:** {neutralize_html(turn.answer)}",
+        turn.prompt,
+        "",
+        "**Assistant:**",
+        "",
+        turn.answer,
         "",
     ]

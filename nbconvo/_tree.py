@@ -60,10 +60,10 @@ class Turn:
     def answer_content(self) -> Content:
         return content_of(self.answer_parts) if self.answer_parts else self.answer
 
-    def _repr_markdown_(self) -> str:
-        from nbconvo._sanitize import neutralize_html
+    def _repr_html_(self) -> str:
+        from nbconvo._html import render_markdown
 
-        return neutralize_html(self.answer) or "*(no answer)*"
+        return render_markdown(self.answer or "*(no answer)*")
 
 
 @dataclass

@@ -42,7 +42,10 @@ def test_quickstart_regenerates_with_fork_and_versions(tmp_path: Path) -> None:
     assert "Write a formal one-line tagline" in transcript
     nb = nbformat.read(tmp_path / "q.ipynb", as_version=4)
     turn_outputs = [c.outputs for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%turn")]
-    assert all(outputs and outputs[0]["data"]["text/markdown"].startswith("echo #") for outputs in turn_outputs)
+    for outputs in turn_outputs:  # the answer: safe HTML plus its Markdown source, no Markdown
+        data = outputs[0]["data"]
+        assert data["text/plain"].startswith("echo #") and "text/markdown" not in data
+        assert data["text/html"].startswith('<div class="nbconvo-md')
     footer = turn_outputs[0][1]["data"]["text/plain"]
     assert footer.startswith("turn 1 · main · openai:gpt-test · ")
 

@@ -20,12 +20,22 @@ FAKE_KEY = "sk-test-fake-key-000000000000"
 
 class NotebookOutputs(DisplayPublisher):
     """Keeps outputs as a notebook front end does: an update replaces the output that
-    carries the same display id."""
+    carries the same display id, and ``clear_output`` clears the running cell's outputs
+    (with ``wait``, when its next output comes)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.outputs: list[dict[str, Any]] = []
         self.updates = 0
+        self.clears = 0
+        self._cell_start = 0  # index of the running cell's first output
+        self._clear_on_next = False
+        if self.shell is not None:
+            self.shell.events.register("pre_run_cell", self._new_cell)
+
+    def _new_cell(self, *args: Any) -> None:
+        self._cell_start = len(self.outputs)
+        self._clear_on_next = False
 
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
         display_id = (transient or {}).get("display_id")
@@ -35,17 +45,28 @@ class NotebookOutputs(DisplayPublisher):
                 if output["display_id"] == display_id:
                     output["data"] = data
             return
+        if self._clear_on_next:
+            del self.outputs[self._cell_start :]
+            self._clear_on_next = False
         self.outputs.append({"data": data, "display_id": display_id})
 
     def clear_output(self, wait: bool = False) -> None:
-        self.outputs.clear()
+        self.clears += 1
+        if wait:
+            self._clear_on_next = True
+        else:
+            del self.outputs[self._cell_start :]
 
-    def markdown(self) -> list[str]:
-        return [o["data"].get("text/markdown", "") for o in self.outputs]
+    def plain(self) -> list[str]:
+        """Each output's text/plain: the Markdown source of an answer or listing."""
+        return [o["data"].get("text/plain", "") for o in self.outputs]
+
+    def html(self) -> list[str]:
+        return [o["data"].get("text/html", "") for o in self.outputs]
 
     def reset(self) -> None:
         self.outputs.clear()
-        self.updates = 0
+        self.updates = self.clears = self._cell_start = 0
 
 
 def turn(shell: InteractiveShell, text: str, cell_id: str) -> None:

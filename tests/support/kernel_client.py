@@ -75,6 +75,7 @@ class NotebookKernel:
         deadline = time.monotonic() + timeout
         result = Execution(status="?")
         by_id: dict[str, dict[str, Any]] = {}
+        clear_on_next = False  # clear_output(wait=True): cleared when the next output comes
         while time.monotonic() < deadline:
             try:
                 msg = self.kc.get_iopub_msg(timeout=1)
@@ -83,7 +84,16 @@ class NotebookKernel:
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
+            if kind == "clear_output":
+                clear_on_next = bool(content.get("wait"))
+                if not clear_on_next:
+                    result.outputs.clear()
+                    by_id.clear()
             if kind in ("display_data", "stream", "execute_result", "error"):
+                if clear_on_next:
+                    result.outputs.clear()
+                    by_id.clear()
+                    clear_on_next = False
                 output = {"type": kind, **content}
                 display_id = (content.get("transient") or {}).get("display_id")
                 if display_id:

@@ -1,30 +1,23 @@
-"""Parsing rendered Markdown to check what a browser would do with it."""
+"""Checking HTML that nbconvo hands a front end, as a browser would read it."""
 
 from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
 
-from markdown_it import MarkdownIt
-
-MARKDOWN_TAGS = {
-    "p", "em", "strong", "code", "pre", "a", "img", "ul", "ol", "li", "blockquote", "hr",
-    "br", "table", "thead", "tbody", "tr", "th", "td", "h1", "h2", "h3", "h4", "h5", "h6",
+# What nbconvo's outputs may contain: the renderer's allowlist, plus the few tags of its
+# own listings (footer, comparison table).
+TAGS = {
+    "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "s", "del",
+    "code", "pre", "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr",
+    "th", "td", "span", "div", "sub", "caption", "b",
 }  # fmt: skip
+ATTRIBUTES = {"href", "title", "target", "rel", "class", "style", "start"}
 SAFE_SCHEMES = {"http", "https", "mailto"}
-
-
-class KeepLinks(MarkdownIt):
-    """Like JupyterLab's trusted renderer: raw HTML and every link destination pass through."""
-
-    def validateLink(self, url: str) -> bool:
-        return True
-
-    def normalizeLink(self, url: str) -> str:
-        return url
-
-
-RENDERERS = [MarkdownIt("commonmark"), KeepLinks("commonmark")]
+# Style properties nbconvo writes itself (code colours, table alignment, the compare table).
+STYLE_PROPERTIES = {
+    "color", "font-weight", "font-style", "text-align", "vertical-align", "table-layout", "width",
+}  # fmt: skip
 
 
 class Page(HTMLParser):
@@ -65,7 +58,28 @@ def parse(rendered: str) -> Page:
 
 
 def dangerous_url(value: str) -> bool:
-    # The attribute value is already entity-decoded; browsers drop controls and whitespace.
+    """Not an absolute http, https or mailto address (relative ones included: nbconvo
+    keeps none). The value is entity-decoded; browsers drop controls and whitespace."""
     cleaned = re.sub(r"[\x00-\x20\x7f]", "", value).lower()
     scheme = re.match(r"([a-z][a-z0-9+.\-]*):", cleaned)
-    return scheme is not None and scheme.group(1) not in SAFE_SCHEMES
+    return scheme is None or scheme.group(1) not in SAFE_SCHEMES
+
+
+def safety_problems(html: str) -> list[str]:
+    """Everything in ``html`` that could run, load or restyle beyond nbconvo's own rules."""
+    page = parse(html)
+    problems = [f"comment {c!r}" for c in page.comments] + [f"markup {o!r}" for o in page.others]
+    for tag, attrs in page.tags:
+        if tag not in TAGS:
+            problems.append(f"tag <{tag}>")
+        for name, value in attrs:
+            if name not in ATTRIBUTES:
+                problems.append(f"attribute {name}= on <{tag}>")
+            elif name == "href" and (value is None or dangerous_url(value)):
+                problems.append(f"href {value!r}")
+            elif name == "style":
+                for declaration in filter(None, (value or "").split(";")):
+                    prop, _, val = declaration.partition(":")
+                    if prop.strip().lower() not in STYLE_PROPERTIES or "url(" in val.lower():
+                        problems.append(f"style {declaration!r}")
+    return problems

@@ -50,7 +50,7 @@ def test_conversation_from_code(fake_openai: FakeOpenAI) -> None:
     convo.ask("alt")
     assert convo.switch("main") == "main" and len(convo.path) == 2
     assert set(convo.branches) == {"main", "alt"} and len(convo.turns) == 3
-    assert "### Turn 2" in convo._repr_markdown_()
+    assert "### Turn 2.1" in convo.export("md") and "<h3>Turn 2.1</h3>" in convo._repr_html_()
     assert json.loads(convo.export("openai"))[0] == {"role": "system", "content": "Be brief."}
     assert json.loads(convo.export("json"))["tree"]["branches"] == {"main": 2, "alt": 3}
     with pytest.raises(nbconvo.UsageError, match="unknown export format 'xml': use md, json or openai"):
@@ -60,7 +60,7 @@ def test_conversation_from_code(fake_openai: FakeOpenAI) -> None:
     fake_openai.script.append(Canned(pieces=["- one"]))
     assert convo.compact(keep=1) == "compact-1"
     assert [t.kind for t in convo.path] == ["summary", "turn"]
-    assert "echo #1: one" in repr(first._repr_markdown_())
+    assert "<p>echo #1: one</p>" in first._repr_html_()
 
 
 def test_settings_changes_are_announced() -> None:

@@ -163,7 +163,7 @@ def test_record_then_replay_without_server_or_key(shell: InteractiveShell, tmp_p
         assert shell.run_cell(f"%convo replay {cassette} --mode record").success
         turn(shell, "one", "c1")
         turn(shell, "two", "c2")
-        recorded = shell.display_pub.markdown()
+        recorded = shell.display_pub.plain()
     text = cassette.read_text()
     assert FAKE_KEY not in text and stat.S_IMODE(cassette.stat().st_mode) == 0o600
     assert len(text.splitlines()) == 3  # header + two answers
@@ -176,7 +176,7 @@ def test_record_then_replay_without_server_or_key(shell: InteractiveShell, tmp_p
     assert shell.run_cell(f"%convo replay {cassette} --mode replay").success
     turn(shell, "one", "c1")
     turn(shell, "two", "c2")
-    replayed = shell.display_pub.markdown()
+    replayed = shell.display_pub.plain()
     assert [m for m in replayed if "echo" in m or "<sub>" in m] == [m for m in recorded if "echo" in m or "<sub>" in m]
     # A request it never saw: a one-line miss naming the turn; nothing recorded as a turn.
     message = one_line_error(shell, "%%turn\nthree", capsys)

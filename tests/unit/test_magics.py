@@ -36,11 +36,11 @@ def test_turn_streams_markdown_and_footer(
     pub.reset()
     result = turn(convo_shell, "Hello there", "c1")
     assert result.success, result.error_in_exec
-    markdown = pub.markdown()
-    assert markdown[0] == "echo #1: Hello there"
-    assert markdown[1].startswith("<sub>turn 1 · main · openai:gpt-test · ")
-    assert "tokens" in markdown[1]
-    assert pub.outputs[0]["data"]["text/plain"] == "echo #1: Hello there"
+    plain, html = pub.plain(), pub.html()
+    assert plain[0] == "echo #1: Hello there" and "<p>echo #1: Hello there</p>" in html[0]
+    assert plain[1].startswith("turn 1 · main · openai:gpt-test · ") and "tokens" in plain[1]
+    assert html[1].startswith('<div class="nbconvo-footer"><sub>turn 1 · main')
+    assert all("text/markdown" not in output["data"] for output in pub.outputs)
     assert fake_openai.requests[0]["messages"] == [{"role": "user", "content": "Hello there"}]
     assert fake_openai.headers_seen[0]["authorization"] == f"Bearer {FAKE_KEY}"
 
@@ -82,7 +82,7 @@ def test_rerun_last_cell_makes_version_n_2(convo_shell: InteractiveShell) -> Non
     assert [t.prompt for t in convo.path] == ["first", "second, better"]
     assert convo.tree.label(convo.tree.head) == "2.2"
     assert convo.tree.label(2) == "2.1" and convo.tree.turns[2].answer == "echo #2: second"
-    assert convo_shell.display_pub.markdown()[-1].startswith("<sub>turn 2.2 · main")
+    assert convo_shell.display_pub.plain()[-1].startswith("turn 2.2 · main")
 
 
 def test_id_option_stands_in_for_a_cell_id(convo_shell: InteractiveShell) -> None:
@@ -157,7 +157,7 @@ def test_named_conversations(convo_shell: InteractiveShell, fake_openai: FakeOpe
     assert run(convo_shell, "%convo use default").success
     assert nbconvo.current().name == "default" and len(nbconvo.current().path) == 2
     assert run(convo_shell, "%convo list").success
-    assert "side" in convo_shell.display_pub.markdown()[-1]
+    assert "side" in convo_shell.display_pub.plain()[-1]
 
 
 def test_undo_reset_history_show_branches(convo_shell: InteractiveShell) -> None:
@@ -300,14 +300,15 @@ def test_raw_html_in_answers_is_neutralized(
     fake_openai.script.append(Canned(pieces=[evil]))
     convo_shell.display_pub.reset()
     assert turn(convo_shell, "hello", "c1").success
-    shown = convo_shell.display_pub.markdown()[0]
-    assert "<img" not in shown and "<script" not in shown and "**bold**" in shown
-    assert convo_shell.display_pub.outputs[0]["data"]["text/plain"] == evil
+    shown = convo_shell.display_pub.html()[0]
+    assert "<img" not in shown and "<script" not in shown and "<strong>bold</strong>" in shown
+    assert "&lt;img src=x onerror=\"alert(1)\"&gt;" in shown  # shown as text
+    assert convo_shell.display_pub.plain()[0] == evil
 
 
 def test_stream_updates_are_throttled() -> None:
     now = [0.0]
-    output = StreamingMarkdown(max_rate=20.0, clock=lambda: now[0])
+    output = StreamingMarkdown(max_rate=20.0, clock=lambda: now[0], cpu=lambda: 0.0)
     from IPython.core.interactiveshell import InteractiveShell as Shell
 
     ip = Shell.instance()

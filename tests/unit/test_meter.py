@@ -117,12 +117,12 @@ def test_footer_shows_meter_goal_and_budget_with_notice(
     assert convo_shell.run_cell("%convo budget 2").success
     assert convo_shell.run_cell("%convo window 10000").success
     turn(convo_shell, "one", "c1")
-    footer = convo_shell.display_pub.markdown()[-1]
+    footer = convo_shell.display_pub.plain()[-1]
     assert "exchange 1 of 2" in footer and "goal: A playbook" in footer and "/10,000 (" in footer
     turn(convo_shell, "two", "c2")
-    assert "past the budget" not in convo_shell.display_pub.markdown()[-1]
+    assert "past the budget" not in convo_shell.display_pub.plain()[-1]
     turn(convo_shell, "three", "c3")
-    footer = convo_shell.display_pub.markdown()[-1]
+    footer = convo_shell.display_pub.plain()[-1]
     assert "exchange 3 of 2" in footer and "past the budget of 2 exchanges: time to wrap up" in footer
     assert "A playbook" in fake_openai.requests[-1]["messages"][0]["content"]
 
@@ -173,7 +173,7 @@ def test_auto_compact_is_announced(convo_shell: InteractiveShell, fake_openai: F
     finally:
         convo_shell.run_cell("%config ConvoMagics.auto_compact = 0.0")
     assert nbconvo.current().branch == "compact-1"
-    assert "compacted into compact-1" in convo_shell.display_pub.markdown()[-1]
+    assert "compacted into compact-1" in convo_shell.display_pub.plain()[-1]
 
 
 def test_compare_branches_side_by_side(convo_shell: InteractiveShell, fake_openai: FakeOpenAI) -> None:
@@ -304,7 +304,7 @@ def test_local_servers_tell_the_meter_their_window(
         turn(shell, "hello", "c1")
         convo = nbconvo.current()
         assert convo.context_window() == window
-        footer = shell.display_pub.markdown()[-1]
+        footer = shell.display_pub.plain()[-1]
         assert (f"/{window:,} (" in footer) if window else ("context" not in footer)
         convo.context_window()  # asked once per provider, not at every reading
         assert len([g for g in fake.gets if g.endswith(("/models", "/props"))]) <= 2
@@ -338,4 +338,4 @@ def test_a_cassette_keeps_the_discovered_window_for_replay(
     assert shell.run_cell(f"%convo replay {cassette} --mode replay").success
     turn(shell, "hello", "c1")  # the server is gone: the answer and the window come from the cassette
     assert nbconvo.current().context_window() == 4096
-    assert "/4,096 (" in shell.display_pub.markdown()[-1]
+    assert "/4,096 (" in shell.display_pub.plain()[-1]

@@ -154,7 +154,7 @@ def test_notes_appear_in_the_footer(live: tuple[Case, Any, InteractiveShell]) ->
     case, _fake, shell = live
     shell.display_pub.reset()
     assert turn(shell, "hello", "c1", "-t 0.4 --max-tokens 2").success
-    footer = shell.display_pub.markdown()[-1]
+    footer = shell.display_pub.plain()[-1]
     if case.name == "anthropic":
         assert "temperature 0.4 not sent" in footer and "answer cut at 2 tokens" in footer
     elif case.name == "copilot":
@@ -188,7 +188,7 @@ def test_finish_notice_shown_for_a_filtered_answer(
     fake.script.append(scenario())
     shell.display_pub.reset()
     assert turn(shell, "hello", "c1").success
-    footer = shell.display_pub.markdown()[-1]
+    footer = shell.display_pub.plain()[-1]
     assert any(word in footer for word in ("content filter", "refused", "SAFETY", "responsible"))
 
 

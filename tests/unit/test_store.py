@@ -308,7 +308,7 @@ def test_a_bad_store_is_moved_aside_and_a_new_one_started(
     assert convo_shell.run_cell("%convo model openai:gpt-test").success
     turn(convo_shell, "one", "c1")
     turn(convo_shell, "two", "c2")
-    assert "⚠" not in convo_shell.display_pub.markdown()[-1]
+    assert "⚠" not in convo_shell.display_pub.plain()[-1]
     db = sqlite3.connect(path)
     assert [r[0] for r in db.execute("SELECT prompt FROM turns")] == ["one", "two"]
     db.close()
@@ -337,8 +337,8 @@ def test_an_unwritable_folder_keeps_the_turn_and_the_next_save_catches_up(
         locked.write_text("x")
     monkeypatch.setenv("NBCONVO_HOME", str(locked / "home"))
     turn(convo_shell, "still works", "c1")
-    footer = convo_shell.display_pub.markdown()[-1]
-    assert "autosave failed: cannot write in" in footer and "NBCONVO\\_HOME" in footer
+    footer = convo_shell.display_pub.plain()[-1]
+    assert "autosave failed: cannot write in" in footer and "NBCONVO_HOME" in footer
     assert "\n" not in footer
     turn(convo_shell, "again", "c2")
     writable = tmp_path / "writable"
@@ -361,13 +361,13 @@ def test_a_full_disk_is_one_line_and_the_next_save_retries(convo_shell: Interact
     store.db.execute(f"PRAGMA max_page_count = {pages}")
     big = "a long answer " * 2000
     assert convo_shell.run_cell(f"%%turn --raw\n{big}", cell_id="c2").success
-    footer = convo_shell.display_pub.markdown()[-1]
+    footer = convo_shell.display_pub.plain()[-1]
     assert "autosave failed: cannot save to" in footer and "database or disk is full" in footer
     assert "free some disk space" in footer
     assert len(nbconvo.current().path) == 2
     store.db.execute("PRAGMA max_page_count = 1073741823")
     turn(convo_shell, "after", "c3")
-    assert "autosave failed" not in convo_shell.display_pub.markdown()[-1]
+    assert "autosave failed" not in convo_shell.display_pub.plain()[-1]
     db = sqlite3.connect(store.path)
     assert db.execute("SELECT count(*) FROM turns").fetchone() == (3,)
     db.close()
@@ -428,7 +428,7 @@ def test_load_ext_announces_the_earlier_session_in_one_line(
     convo = nbconvo.current()
     assert [t.prompt for t in convo.path] == ["one", "two", "alt three"]
     assert convo.branches == {"main": 3, "alt": 4} and convo.branch == "alt"
-    assert "*restored 1 conversation(s) from* session 1 (" in convo_shell.display_pub.markdown()[-1]
+    assert "*restored 1 conversation(s) from* session 1 (" in convo_shell.display_pub.plain()[-1]
 
 
 def test_no_announcement_without_a_store(shell: InteractiveShell) -> None:
@@ -442,7 +442,7 @@ def test_convo_sessions_lists_them_with_the_store(convo_shell: InteractiveShell)
     assert convo_shell.run_cell("%convo model openai:gpt-test").success
     turn(convo_shell, "mine | with a pipe", "m1")
     assert convo_shell.run_cell("%convo sessions").success
-    table = convo_shell.display_pub.markdown()[-1]
+    table = convo_shell.display_pub.plain()[-1]
     assert str(store_file()) in table
     rows = [line for line in table.splitlines() if line.startswith("| ") and "today" in line]
     # The fixture's kernel (a model set, no turn), the earlier one, and this one; the
@@ -505,7 +505,7 @@ def test_an_old_autosave_beside_the_store_becomes_an_earlier_session(
     assert (legacy.read_bytes(), journal_path(legacy).read_bytes()) == files
     _reload(convo_shell)  # a later kernel does not import it a second time
     assert convo_shell.run_cell("%convo sessions").success
-    table = convo_shell.display_pub.markdown()[-1]
+    table = convo_shell.display_pub.plain()[-1]
     assert table.count("imported from nbconvo-session.nbconvo.json") == 1
 
 
@@ -529,7 +529,7 @@ def test_a_renamed_notebook_takes_its_store_along(
     monkeypatch.setitem(convo_shell.user_ns, "__session__", "tour.ipynb")
     turn(convo_shell, "after the rename", "r2")
     assert convo_shell.run_cell("%convo sessions").success
-    table = convo_shell.display_pub.markdown()[-1]
+    table = convo_shell.display_pub.plain()[-1]
     assert str(home / "tour.nbconvo.db") in table
     assert "| 4 | 2 | alt three |" in table and "| 2 | 1 | after the rename | this kernel |" in table
     assert _contents(home / "Untitled.nbconvo.db") == old
