@@ -7,39 +7,26 @@ sets), which makes that a failure. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 import re
-import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import httpx
-import nbformat
 import pytest
 
+from tests.support.browser import (
+    ARTIFACTS,
+    TIMEOUT_MS,
+    Lab,
+    Page,
+    jupyter_server,
+    open_notebook,
+    run_cell,
+)
 from tests.support.fakes.openai_server import FakeOpenAI, default_answer
-from tests.support.helpers import FAKE_KEY, die_with, free_port, tail
+from tests.support.helpers import FAKE_KEY
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-TIMEOUT_MS = 90_000
 
 # Each payload would set window.__xss, change the title or open a dialog if it ran.
 XSS_ANSWER = """Here are the samples.
@@ -56,8 +43,8 @@ End of samples."""
 
 
 # A long answer of the kind the product is for: headings, lists, code with < and >, a
-# table, math, a link and stray HTML: ≈6 KB. (At ≈30 KB the streaming display still
-# stalls the kernel for minutes: issue #15, whose fix this test should then grow with.)
+# table, math, a link and stray HTML: ≈38 KB (before issue #15, ≈30 KB stalled the
+# kernel for minutes: every display update re-rendered the whole answer).
 SECTION = """## Step {n}: signals of churn
 
 1. **Usage drops**: weekly active seats fall by a third.
@@ -77,7 +64,8 @@ A lift with $p < 0.05$ is the bar; see [the playbook](https://example.org/playbo
 <b>stray HTML</b> and a <div>block</div> stay text.
 
 """
-LONG_ANSWER = "".join(SECTION.format(n=n) for n in range(1, 9))
+SECTIONS = 50
+LONG_ANSWER = "".join(SECTION.format(n=n) for n in range(1, SECTIONS + 1))
 
 
 def _answer(messages: list[dict[str, Any]]) -> str:
@@ -87,214 +75,23 @@ def _answer(messages: list[dict[str, Any]]) -> str:
     return LONG_ANSWER if "LONG" in last else default_answer(messages)
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("NBCONVO_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} (NBCONVO_REQUIRE_BROWSER=1)", pytrace=False)
-    pytest.skip(f"{reason}: the browser tests need Debian's chromium (apt-get install chromium)")
-
-
-@dataclass
-class Lab:
-    url: str
-    token: str
-    root: Path
-
-    def notebook(self, name: str, cells: list[str]) -> str:
-        notebook = nbformat.v4.new_notebook(
-            cells=[nbformat.v4.new_code_cell(source) for source in cells],
-            metadata={
-                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-            },
-        )
-        nbformat.write(notebook, self.root / name)
-        # ?reset: a fresh workspace, not the tabs an earlier test left open
-        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing")
-    for module in ("playwright", "jupyterlab"):
-        if importlib.util.find_spec(module) is None:
-            _unavailable(f"{module} is not installed (pip install -e '.[test]')")
-    return CHROMIUM
-
-
 @pytest.fixture(scope="module")
 def fake_provider() -> Iterator[FakeOpenAI]:
     with FakeOpenAI(api_key=FAKE_KEY, answer=_answer) as server:
         yield server
 
 
-def _lab_config(home: Path) -> Path:
-    """Settings that keep JupyterLab off the network and free of pop-ups."""
-    settings = home / "user-settings" / "@jupyterlab"
-    for plugin, values in {
-        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-        "notebook-extension/tracker": {"windowingMode": "none"},
-    }.items():
-        path = settings / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    config = home / "lab_config.py"
-    config.write_text(
-        "c.LabApp.news_url = None\n"
-        'c.LabApp.check_for_updates_class = "jupyterlab.handlers.announcements.NeverCheckForUpdate"\n'
-        'c.LabApp.extension_manager = "readonly"\n'
-        f"c.LabApp.user_settings_dir = {str(home / 'user-settings')!r}\n"
-        f"c.LabApp.workspaces_dir = {str(home / 'workspaces')!r}\n"
-    )
-    return config
-
-
 @pytest.fixture(scope="module")
 def lab(
     chromium_path: Path, fake_provider: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Lab]:
-    home = tmp_path_factory.mktemp("lab")
-    root = home / "notebooks"
-    root.mkdir()
-    port, token = free_port(), secrets.token_hex(16)
     env = {
-        **os.environ,
         "OPENAI_API_KEY": FAKE_KEY,  # kernels inherit the server's environment
         "OPENAI_BASE_URL": fake_provider.base_url,
         "NBCONVO_AUTOSAVE": "off",
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "IPYTHONDIR": str(home / "ipython"),
     }
-    env.pop("NBCONVO_MODEL", None)
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",  # ServerApp.token, by its current name
-        "--ServerApp.allow_root=True",  # CI runs as root in a container
-        "--ServerApp.terminals_enabled=False",
-        f"--ServerApp.root_dir={root}",
-        f"--config={_lab_config(home)}",
-    ]
-    log_path = home / "lab.log"
-    parent = os.getpid()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: die_with(parent)) if sys.platform == "linux" else None,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {process.returncode}:\n{tail(log_path)}")
-            try:
-                status = httpx.get(
-                    f"{url}/api/status", headers={"Authorization": f"token {token}"}, timeout=2
-                )
-                if status.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab not ready after 90 s:\n{tail(log_path)}")
-            time.sleep(0.3)
-        yield Lab(url=url, token=token, root=root)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: Path) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(chromium_path), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@dataclass
-class Page:
-    page: Any
-    dialogs: list[str]
-
-
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Page]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=30_000)  # kernel round trips, on a loaded two-core machine
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    failed_before = request.session.testsfailed
-    dialogs: list[str] = []
-
-    def on_dialog(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", on_dialog)
-    try:
-        yield Page(page, dialogs)
-        if request.session.testsfailed > failed_before:  # what the page showed at the failure
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
-    finally:
-        context.close()
-
-
-def open_notebook(page: Any, url: str) -> None:
-    page.goto(url)
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-    page.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
-
-
-def run_cell(page: Any, index: int) -> Any:
-    """Run one cell the way a person does (click, Shift+Enter) and wait for it to finish."""
-    from playwright.sync_api import expect
-
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
-    prompt = cell.locator(".jp-InputArea-prompt")
-    try:
-        for _attempt in range(5):
-            cell.locator(".jp-InputArea-editor").click(timeout=30_000)
-            page.keyboard.press("Shift+Enter")
-            # "[*]:" as soon as the request is sent; a key pressed while the kernel was
-            # still connecting is dropped and the prompt stays "[ ]:" — press it again.
-            try:
-                expect(prompt).not_to_have_text("[ ]:", timeout=5_000)
-                break
-            except AssertionError:
-                continue
-        expect(prompt).to_have_text(re.compile(r"^\[\d+\]:$"), timeout=TIMEOUT_MS)
-    except Exception:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"failed-cell-{index}.png"), full_page=True)
-        raise
-    errors = cell.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-    assert errors.count() == 0, f"cell {index} failed: {cell.inner_text()}"
-    return cell
+    with jupyter_server(tmp_path_factory.mktemp("lab"), env) as server:
+        yield server
 
 
 SETUP = "%load_ext nbconvo\n%convo model openai:gpt-test\n%convo window 16000"
@@ -395,7 +192,7 @@ def test_model_html_never_runs_in_the_widget_or_the_cell_output(lab: Lab, page: 
     answer.get_by_text("click me").click()
 
     # The cell output: the markup shows as text, the link lost its destination.
-    rendered = output.locator(".jp-RenderedMarkdown").first
+    rendered = output.locator(".nbconvo-md").first
     expect(rendered).to_contain_text("End of samples.")
     expect(rendered).to_contain_text("onerror=")
     expect(rendered).to_contain_text("<script>")
@@ -492,8 +289,9 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
 
     run_all()
     long = p.locator(".jp-Notebook .jp-Cell").nth(2)
-    # the whole answer rendered as Markdown: 8 tables, code blocks, no raw tag
-    expect(long.locator(".jp-OutputArea-output table")).to_have_count(8)
+    # the whole answer rendered, in one output: every table, code blocks, no raw tag
+    expect(long.locator(".jp-OutputArea-output .nbconvo-md")).to_have_count(1)
+    expect(long.locator(".jp-OutputArea-output table")).to_have_count(SECTIONS)
     expect(long.locator(".jp-OutputArea-output pre").first).to_contain_text("seats_active < 0.66")
     assert long.locator(".jp-OutputArea-output b").count() == 0  # stray HTML shown as text
     ARTIFACTS.mkdir(exist_ok=True)

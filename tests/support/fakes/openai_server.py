@@ -6,6 +6,9 @@ usage chunk with empty ``choices`` when ``stream_options.include_usage`` is set,
 The default answer is deterministic and reveals what the server was sent, so tests can
 check the history each branch carries: ``"echo #<n>: <last user text>"`` where n is the
 number of user messages. ``server.script`` holds canned responses for fault scenarios.
+An ``answer`` callable may return the stream's pieces itself (a list of strings, one
+content delta each) instead of a text cut into ``chunk_size`` pieces; ``delay`` paces
+the pieces of every answer that is not scripted with a delay of its own.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ class FakeOpenAI:
         self,
         *,
         api_key: str | None = "sk-test-fake-key-000000000000",
-        answer: Callable[[list[dict[str, Any]]], str] = default_answer,
+        answer: Callable[[list[dict[str, Any]]], str | list[str]] = default_answer,
         chunk_size: int = 4,
+        delay: float = 0.0,  # seconds between two pieces (not before the first)
         send_usage: bool = True,
         idle_timeout: float = 600.0,
         model_fields: dict[str, Any] | None = None,
@@ -63,6 +67,7 @@ class FakeOpenAI:
         self.gets: list[str] = []
         self.answer = answer
         self.chunk_size = chunk_size
+        self.delay = delay
         self.send_usage = send_usage
         self.requests: list[dict[str, Any]] = []
         self.headers_seen: list[dict[str, str]] = []
@@ -172,13 +177,13 @@ class FakeOpenAI:
                     )
                     return
                 text = fake.answer(body["messages"])
-                pieces = (
-                    canned.pieces
-                    if canned.pieces is not None
-                    else [
-                        text[i : i + fake.chunk_size] for i in range(0, len(text), fake.chunk_size)
-                    ]
-                )
+                if canned.pieces is not None:
+                    pieces = canned.pieces
+                elif isinstance(text, str):
+                    size = fake.chunk_size
+                    pieces = [text[i : i + size] for i in range(0, len(text), size)]
+                else:  # the answer chose its own pieces
+                    pieces = list(text)
                 limit = body.get("max_completion_tokens") or body.get("max_tokens")
                 if limit is not None and len(pieces) > limit:
                     pieces = pieces[:limit]  # one piece stands for one token
@@ -272,6 +277,8 @@ class FakeOpenAI:
                         return True
                     if canned.delay:
                         time.sleep(canned.delay)
+                    elif fake.delay and n:
+                        time.sleep(fake.delay)
                     send(
                         {
                             **base,
