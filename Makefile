@@ -79,6 +79,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 	$(PY) bench/bench_widget.py | tee bench/out/widget.txt
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_turn.py
+	$(PY) bench/bench_stream.py
 	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_store.py

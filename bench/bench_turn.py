@@ -1,4 +1,4 @@
-"""Per-turn overhead against the physical limit, and the cost of streaming display.
+"""Per-turn overhead against the physical limit (streaming display: ``bench_stream.py``).
 
 The limit: raw httpx + httpx-sse posting the very body nbconvo sends and reading the same
 stream (JSON-decoding each event and keeping its text) from the loopback server, which
@@ -8,9 +8,6 @@ itself, with the session's default autosave on, and with it off), at 10 and 1,00
 of history. The three run in rotating order, round after round, so machine noise lands
 on all of them; after each turn the new turn is undone (untimed) so every sample
 measures the same history.
-
-Streaming display: a 10,000-token answer through ``%%turn`` vs the raw read: display
-updates (counted by a notebook-like display publisher), their rate, and process CPU time.
 
 Run: ``.venv/bin/python bench/bench_turn.py [--quick]``.
 """
@@ -188,53 +185,6 @@ def overhead(bench: Bench, home: Path, history: int, count: int) -> dict[str, An
     return out
 
 
-def streaming(bench: Bench, home: Path, count: int, tokens: int = 10_000) -> dict[str, Any]:
-    bench.setup(0, f"bench-{tokens}")
-    autosave(False, home)
-    cpu: dict[str, list[float]] = {"raw": [], "turn": []}
-    wall: dict[str, list[float]] = {"raw": [], "turn": []}
-    updates: list[int] = []
-    rates: list[float] = []
-    for r in range(count + 1):
-        for name in ("raw", "turn") if r % 2 else ("turn", "raw"):
-            bench.publisher.reset()
-            c0, w0 = time.process_time(), time.perf_counter()
-            answer = bench.raw() if name == "raw" else bench.turn()
-            c1, w1 = time.process_time(), time.perf_counter()
-            if name == "turn":
-                n = bench.publisher.updates
-                bench.undo_turn()
-            if len(answer) != tokens * 4:
-                raise RuntimeError(f"{name}: answer of {len(answer)} chars")
-            if r == 0:
-                continue  # warm-up
-            cpu[name].append(c1 - c0)
-            wall[name].append(w1 - w0)
-            if name == "turn":
-                updates.append(n)
-                rates.append(n / (w1 - w0))
-    # The throttle over a stream long enough to see it: the same answer paced at 5,000
-    # tokens a second (2 s), updates counted without the final one.
-    bench.setup(0, f"paced-5000-{tokens}")
-    paced: list[float] = []
-    for _ in range(3):
-        bench.publisher.reset()
-        w0 = time.perf_counter()
-        bench.turn()
-        w1 = time.perf_counter()
-        paced.append((bench.publisher.updates - 1) / (w1 - w0))
-        bench.undo_turn()
-    autosave(True, home)
-    out: dict[str, Any] = {"tokens": tokens, "paced_updates_per_s": stats(paced)}
-    for name in cpu:
-        out[f"cpu_{name}"] = stats(cpu[name])
-        out[f"wall_{name}"] = stats(wall[name])
-    out["updates"] = stats([float(u) for u in updates])
-    out["updates_per_s"] = stats(rates)
-    out["cpu_overhead"] = out["cpu_turn"]["median"] / out["cpu_raw"]["median"] - 1
-    return out
-
-
 def main() -> int:
     quick = "--quick" in sys.argv
     results: dict[str, Any] = {}
@@ -252,16 +202,6 @@ def main() -> int:
                 f"({res['ratio_turn_autosave']:.3f})",
                 flush=True,
             )
-        res = streaming(bench, home, 2 if quick else 20)
-        results["streaming"] = res
-        print(
-            f"streaming {res['tokens']} tokens: updates {res['updates']['median']:.0f} "
-            f"({res['updates_per_s']['median']:.1f}/s) · "
-            f"CPU raw {res['cpu_raw']['median'] * 1e3:.0f} ms, "
-            f"%%turn {res['cpu_turn']['median'] * 1e3:.0f} ms (+{res['cpu_overhead']:.1%}) · "
-            f"paced over 2 s: {res['paced_updates_per_s']['median']:.1f} updates/s",
-            flush=True,
-        )
     write("turn", results)
     return 0
 

@@ -30,18 +30,10 @@ from comm.base_comm import BaseComm  # noqa: E402
 from nbconvo._conversation import Conversation  # noqa: E402
 from nbconvo._tree import Turn  # noqa: E402
 from nbconvo._widget import STATIC, ConvoWidget  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from tests.support.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 KEY = "sk-bench-fake-key-0000000000000000"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PROMPT = "What signals identify at-risk customers in our product? Give three. " * 2
 ANSWER = "Usage drops, support tickets, missed renewals and quiet champions. " * 6
 
