@@ -21,7 +21,8 @@ each update sends to the front end (the display messages' data, measured by the 
 Goals: both at 100 KB ≤ 1.5× at 1 KB.
 
 Run: ``.venv/bin/python bench/bench_stream.py [--quick] [--sizes 1,50]`` (``--quick``: one
-round, 1 and 10 KB unless ``--sizes`` names others, in KB).
+round, 1 and 10 KB unless ``--sizes`` names others, in KB; ``--fast-only``: the 2,000
+tokens/s part alone, nothing written).
 """
 
 from __future__ import annotations
@@ -248,6 +249,8 @@ def main() -> None:
         sizes_text = ", ".join(f"{int(s) // 1024} KB = {n:,} tokens" for s, n in tokens.items())
         print(f"answers: {sizes_text}")
         fast_results = fast(server, home, sizes, rounds=1 if quick else 3)
+        if "--fast-only" in sys.argv:  # while tuning: no 100 tokens/s runs, no figures written
+            return
         typical_results = typical(server, home, sizes)
     small, large = str(sizes[0]), str(sizes[-1])
     goals = {
