@@ -46,12 +46,19 @@ _ATTRIBUTES = {
     "th": {"style"},  # text-align only (filter_style_properties)
     "td": {"style"},
     "span": {"style"},  # Pygments colours, our own: model text cannot write tags
+    "pre": {"style"},  # the code block's frame, our own too
 }
 _CLASSES = {
     "span": {"math", "inline", "mathjax_process", "tex2jax_process"},
     "div": {"math", "display", "mathjax_process", "tex2jax_process", "nbconvo-code"},
 }
-_STYLE_PROPERTIES = {"color", "font-weight", "font-style", "text-align"}
+_STYLE_PROPERTIES = {
+    "color", "font-weight", "font-style", "text-align", "background-color", "padding",
+    "border-radius",
+}  # fmt: skip
+# A code block's frame, in the front end's own colours (JupyterLab's text/html outputs
+# give <pre> none).
+_FRAME = "background-color:var(--jp-layout-color2,#f5f5f5);padding:6px 10px;border-radius:3px"
 
 # Pygments token types → JupyterLab's editor colour variables (as jupyterlab_pygments
 # maps them), with the light theme's colours where the page defines no variable (no
@@ -142,7 +149,7 @@ def _fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any)
     lang = token.info.strip().split(maxsplit=1)[0] if token.info.strip() else ""
     # The open tail is shown plain; a block is coloured once, when it is sealed.
     body = escape(token.content) if env.get(_PLAIN) else _highlight(token.content, lang)
-    return f'<div class="nbconvo-code"><pre><code>{body}</code></pre></div>\n'
+    return f'<div class="nbconvo-code"><pre style="{_FRAME}"><code>{body}</code></pre></div>\n'
 
 
 @cache

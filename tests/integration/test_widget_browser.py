@@ -296,6 +296,8 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
     assert long.locator(".jp-OutputArea-output b").count() == 0  # stray HTML shown as text
     ARTIFACTS.mkdir(exist_ok=True)
     long.screenshot(path=str(ARTIFACTS / "long-answer.png"))
+    long.locator(".jp-OutputArea-output table").first.scroll_into_view_if_needed()
+    p.screenshot(path=str(ARTIFACTS / "long-answer-viewport.png"))  # what a reader sees
 
     p.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
     p.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Restart Kernel…$")).click()

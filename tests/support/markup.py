@@ -17,6 +17,7 @@ SAFE_SCHEMES = {"http", "https", "mailto"}
 # Style properties nbconvo writes itself (code colours, table alignment, the compare table).
 STYLE_PROPERTIES = {
     "color", "font-weight", "font-style", "text-align", "vertical-align", "table-layout", "width",
+    "background-color", "padding", "border-radius",
 }  # fmt: skip
 
 
