@@ -14,32 +14,21 @@ the pieces of every answer that is not scripted with a delay of its own.
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.fakes.base import chat_content_text, chat_messages_error
+from tests.support.fakes import base
+from tests.support.fakes.base import Exchange, FakeServer, chat_content_text, chat_messages_error
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
-@dataclass
-class Canned:
+@dataclasses.dataclass
+class Canned(base.Canned):
     """One scripted response: a status with a JSON body, or a stream of text pieces."""
 
-    status: int = 200
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    pieces: list[str] | None = None
-    error_after: int | None = None  # send an in-stream error object after N pieces
-    reset_after: int | None = None  # drop the connection after N pieces
     delay: float = 0.0  # seconds between pieces
-    malformed_after: int | None = None  # a data line that is not JSON after N pieces
     finish_reason: str = "stop"  # e.g. "length" or "content_filter"
 
 
@@ -48,7 +37,9 @@ def default_answer(messages: list[dict[str, Any]]) -> str:
     return f"echo #{len(users)}: {users[-1]}"
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServer):
+    path_prefix = "/v1"
+
     def __init__(
         self,
         *,
@@ -61,273 +52,140 @@ class FakeOpenAI:
         model_fields: dict[str, Any] | None = None,
         props: dict[str, Any] | None = None,
     ) -> None:
-        self.api_key = api_key
+        super().__init__(api_key=api_key or "", chunk_size=chunk_size, idle_timeout=idle_timeout)
+        self.check_key = api_key is not None  # None: a local server that takes any key
+        self.answer = answer  # type: ignore[assignment]  # messages in, not user texts
         self.model_fields = model_fields or {}  # extra fields of GET /models entries (vLLM)
         self.props = props  # what GET /props answers (llama.cpp), or 404 when None
-        self.gets: list[str] = []
-        self.answer = answer
-        self.chunk_size = chunk_size
         self.delay = delay
         self.send_usage = send_usage
         self.requests: list[dict[str, Any]] = []
-        self.headers_seen: list[dict[str, str]] = []
-        self.script: deque[Canned] = deque()
-        self.idle_timeout = idle_timeout
-        self._last_activity = time.monotonic()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._closed = False
+        self.script: Any = self.script  # holds this module's Canned
 
     @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+    def gets(self) -> list[str]:
+        """The paths of the GET requests, in order."""
+        return [seen.path for seen in self.seen if seen.method == "GET"]
+
+    @property
+    def headers_seen(self) -> list[dict[str, str]]:
+        """The headers of every POST, valid or not."""
+        return [seen.headers for seen in self.seen if seen.method == "POST"]
 
     def __enter__(self) -> FakeOpenAI:
-        self._thread.start()
+        super().__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def handle(self, exchange: Exchange) -> None:
+        if exchange.seen.method == "GET":
+            self._get(exchange)
+            return
+        if not exchange.path.endswith("/chat/completions"):
+            exchange.json(
+                404, _error(f"Unknown path {exchange.path}", "invalid_request_error", None)
+            )
+            return
+        if self.check_key and exchange.header("authorization") != f"Bearer {self.api_key}":
+            message = (
+                "Incorrect API key provided: sk-xxxx***xxxx. You can find your API key "
+                "at https://platform.openai.com/account/api-keys."
+            )
+            exchange.json(401, _error(message, "invalid_request_error", "invalid_api_key"))
+            return
+        body = exchange.seen.body
+        if isinstance(body, bytes):
+            message = "We could not parse the JSON body of your request."
+            exchange.json(400, _error(message, "invalid_request_error", None))
+            return
+        problem = _validate(body)
+        if problem:
+            exchange.json(400, _error(problem, "invalid_request_error", None))
+            return
+        self.requests.append(body)
+        canned = self.script.popleft() if self.script else Canned()
+        if canned.status != 200:
+            exchange.json(
+                canned.status, canned.body or _error("error", "server_error", None), canned.headers
+            )
+            return
+        text = self.answer(body["messages"])  # type: ignore[arg-type]
+        if canned.pieces is not None:
+            pieces = canned.pieces
+        elif isinstance(text, str):
+            size = self.chunk_size
+            pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        else:  # the answer chose its own pieces
+            pieces = list(text)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if limit is not None and len(pieces) > limit:
+            pieces = pieces[:limit]  # one piece stands for one token
+            canned = dataclasses.replace(canned, finish_reason="length")
+        exchange.start_stream("text/event-stream; charset=utf-8", {"x-request-id": "req_fake"})
+        self._events(exchange, body, pieces, canned)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._server.shutdown()
-            self._server.server_close()
+    def _get(self, exchange: Exchange) -> None:
+        if exchange.path.rstrip("/").endswith("/models"):
+            entry = {"id": "fake-model", "object": "model", **self.model_fields}
+            exchange.json(200, {"object": "list", "data": [entry]})
+        elif exchange.path == "/props" and self.props is not None:
+            exchange.json(200, self.props)
+        else:
+            exchange.json(404, _error("not found", "invalid_request_error", None))
 
-    def _serve(self) -> None:
-        watchdog = threading.Thread(target=self._watch_idle, daemon=True)
-        watchdog.start()
-        self._server.serve_forever(poll_interval=0.02)  # shutdown() waits up to one interval
+    def _events(
+        self, exchange: Exchange, body: dict[str, Any], pieces: list[str], canned: Canned
+    ) -> None:
+        """The events of one answer (the dispatcher ends the chunked body after them)."""
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        usage_key = {"usage": None} if include_usage else {}
+        head = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1694268190,
+            "model": body["model"],
+        }
 
-    def _watch_idle(self) -> None:
-        # Stops by itself when idle for too long, even if a test forgets to close it.
-        while not self._closed:
-            time.sleep(0.5)
-            if time.monotonic() - self._last_activity > self.idle_timeout:
-                self.close()
+        def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> dict[str, Any]:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return {**head, "choices": [choice], **usage_key, **extra}
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake.gets.append(self.path)
-                if self.path.rstrip("/").endswith("/models"):
-                    entry = {"id": "fake-model", "object": "model", **fake.model_fields}
-                    self._json(200, {"object": "list", "data": [entry]})
-                elif self.path == "/props" and fake.props is not None:
-                    self._json(200, fake.props)
-                else:
-                    self._json(404, _error("not found", "invalid_request_error", None))
-
-            def do_POST(self) -> None:
-                fake._last_activity = time.monotonic()
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length)
-                fake.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
-                if not self.path.endswith("/chat/completions"):
-                    self._json(
-                        404, _error(f"Unknown path {self.path}", "invalid_request_error", None)
-                    )
-                    return
-                if fake.api_key is not None:
-                    auth = self.headers.get("authorization", "")
-                    if auth != f"Bearer {fake.api_key}":
-                        self._json(
-                            401,
-                            _error(
-                                "Incorrect API key provided: sk-xxxx***xxxx. You can find your API key "
-                                "at https://platform.openai.com/account/api-keys.",
-                                "invalid_request_error",
-                                "invalid_api_key",
-                            ),
-                        )
-                        return
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    self._json(
-                        400,
-                        _error(
-                            "We could not parse the JSON body of your request.",
-                            "invalid_request_error",
-                            None,
-                        ),
-                    )
-                    return
-                problem = _validate(body)
-                if problem:
-                    self._json(400, _error(problem, "invalid_request_error", None))
-                    return
-                fake.requests.append(body)
-                canned = fake.script.popleft() if fake.script else Canned()
-                if canned.status != 200:
-                    self._json(
-                        canned.status,
-                        canned.body or _error("error", "server_error", None),
-                        canned.headers,
-                    )
-                    return
-                text = fake.answer(body["messages"])
-                if canned.pieces is not None:
-                    pieces = canned.pieces
-                elif isinstance(text, str):
-                    size = fake.chunk_size
-                    pieces = [text[i : i + size] for i in range(0, len(text), size)]
-                else:  # the answer chose its own pieces
-                    pieces = list(text)
-                limit = body.get("max_completion_tokens") or body.get("max_tokens")
-                if limit is not None and len(pieces) > limit:
-                    pieces = pieces[:limit]  # one piece stands for one token
-                    canned = dataclasses.replace(canned, finish_reason="length")
-                self._stream(body, pieces, canned)
-
-            def _json(
-                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-            ) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _stream(self, body: dict[str, Any], pieces: list[str], canned: Canned) -> None:
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream; charset=utf-8")
-                self.send_header("cache-control", "no-cache")
-                self.send_header("x-request-id", "req_fake")
-                self.send_header("transfer-encoding", "chunked")
-                self.send_header("connection", "close")
-                self.end_headers()
-
-                def send(obj: dict[str, Any] | str) -> None:
-                    line = obj if isinstance(obj, str) else json.dumps(obj)
-                    data = f"data: {line}\n\n".encode()
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                    self.wfile.flush()
-
-                try:
-                    if self._events(body, pieces, canned, send):
-                        self.wfile.write(b"0\r\n\r\n")  # the last chunk of a chunked body
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-
-            def _events(
-                self,
-                body: dict[str, Any],
-                pieces: list[str],
-                canned: Canned,
-                send: Callable[[dict[str, Any] | str], None],
-            ) -> bool:
-                """The events of one answer; False when the connection was dropped."""
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                usage_key = {"usage": None} if include_usage else {}
-                base = {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion.chunk",
-                    "created": 1694268190,
-                    "model": body["model"],
-                }
-
-                send(
+        exchange.event(chunk({"role": "assistant", "content": ""}, None))
+        for n, piece in enumerate(pieces):
+            if canned.error_after is not None and n == canned.error_after:
+                message = "The server had an error while processing your request. Sorry about that!"
+                exchange.event(
                     {
-                        **base,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "delta": {"role": "assistant", "content": ""},
-                                "logprobs": None,
-                                "finish_reason": None,
-                            }
-                        ],
-                        **usage_key,
+                        "error": {
+                            "message": message,
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
                     }
                 )
-                for n, piece in enumerate(pieces):
-                    if canned.error_after is not None and n == canned.error_after:
-                        send(
-                            {
-                                "error": {
-                                    "message": "The server had an error while processing your "
-                                    "request. Sorry about that!",
-                                    "type": "server_error",
-                                    "param": None,
-                                    "code": None,
-                                }
-                            }
-                        )
-                        return True
-                    if canned.reset_after is not None and n == canned.reset_after:
-                        self.wfile.flush()
-                        self.connection.shutdown(2)
-                        return False
-                    if canned.malformed_after is not None and n == canned.malformed_after:
-                        send("{not json")
-                        return True
-                    if canned.delay:
-                        time.sleep(canned.delay)
-                    elif fake.delay and n:
-                        time.sleep(fake.delay)
-                    send(
-                        {
-                            **base,
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "delta": {"content": piece},
-                                    "logprobs": None,
-                                    "finish_reason": None,
-                                }
-                            ],
-                            **usage_key,
-                            "obfuscation": "pad",
-                        }
-                    )
-                send(
-                    {
-                        **base,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "delta": {},
-                                "logprobs": None,
-                                "finish_reason": canned.finish_reason,
-                            }
-                        ],
-                        **usage_key,
-                    }
-                )
-                if include_usage and fake.send_usage:
-                    prompt = sum(
-                        len(chat_content_text(m["content"]).split()) + 3 for m in body["messages"]
-                    )
-                    completion = len(pieces)
-                    send(
-                        {
-                            **base,
-                            "choices": [],
-                            "usage": {
-                                "prompt_tokens": prompt,
-                                "completion_tokens": completion,
-                                "total_tokens": prompt + completion,
-                            },
-                        }
-                    )
-                send("[DONE]")
-                return True
-
-        return Handler
+                return
+            if canned.reset_after is not None and n == canned.reset_after:
+                exchange.reset()
+                return
+            if canned.malformed_after is not None and n == canned.malformed_after:
+                exchange.event("{not json")
+                return
+            if canned.delay:
+                time.sleep(canned.delay)
+            elif self.delay and n:
+                time.sleep(self.delay)
+            exchange.event(chunk({"content": piece}, None, obfuscation="pad"))
+        exchange.event(chunk({}, canned.finish_reason))
+        if include_usage and self.send_usage:
+            prompt = sum(len(chat_content_text(m["content"]).split()) + 3 for m in body["messages"])
+            completion = len(pieces)
+            usage = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            exchange.event({**head, "choices": [], "usage": usage})
+        exchange.event("[DONE]")
 
 
 def _error(message: str, kind: str, code: str | None) -> dict[str, Any]:
