@@ -7,14 +7,14 @@ viewers; never ``text/markdown``, which a front end would parse and could run.
 A streamed answer is throttled to at most ``max_rate`` updates a second, whatever the
 token rate, and after each update the next waits at least ``1 / share`` times what it
 cost (its thread CPU): the display never takes more than ``share`` of a core from the
-kernel, however fast the model. Each update costs O(new text): blocks that can no longer change are
-rendered once and kept in the output they were first shown in; when those outputs hold
-``hold`` bytes of HTML they are left as they are and a new output takes the open tail, so
-what one update sends does not grow with the answer (a long code block or table moves on
-in pieces of its own). When the turn ends the cell is
-left with one output holding the whole answer. Without streaming (``--no-stream``, or
-``NBCONVO_STREAM=0`` for tools that ignore display updates, such as nbval) the answer is
-shown once, when it is complete.
+kernel, however fast the model. Each update costs O(new text): blocks that can no
+longer change are rendered once and kept in the output they were first shown in; when
+those outputs hold ``hold`` bytes of HTML they are left as they are and a new output
+takes the open tail, so what one update sends does not grow with the answer (a long
+code block or table moves on in pieces of its own). When the turn ends the cell is left
+with one output holding the whole answer. Without streaming (``--no-stream``, or
+``NBCONVO_STREAM=0`` for tools that ignore display updates, such as nbval) the answer
+is shown once, when it is complete.
 """
 
 from __future__ import annotations
