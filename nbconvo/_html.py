@@ -86,9 +86,7 @@ _COLOURS = {
 
 
 @cache
-def _markdown(blocks_only: bool = False) -> MarkdownIt:
-    """The renderer; ``blocks_only``: the same block rules without inline parsing (where
-    a stream's blocks end is all that is asked)."""
+def _markdown() -> MarkdownIt:
     from markdown_it import MarkdownIt
     from mdit_py_plugins.dollarmath import dollarmath_plugin
 
@@ -104,7 +102,7 @@ def _markdown(blocks_only: bool = False) -> MarkdownIt:
     md.add_render_rule("image", _image)
     md.add_render_rule("fence", _fence)
     md.add_render_rule("code_block", _fence)
-    return md.disable("inline") if blocks_only else md
+    return md
 
 
 @cache
@@ -198,11 +196,6 @@ def render_blocks(text: str, *, plain: bool = False, env: EnvType | None = None)
     env = {} if env is None else env
     tokens = md.parse(text, env)
     return _clean(md.renderer.render(tokens, md.options, {**env, _PLAIN: plain}))
-
-
-def text_html(text: str) -> str:
-    """nbconvo's own one-line texts (footers, notices) as HTML: escaped, never parsed."""
-    return escape(text)
 
 
 def _top_level(tokens: Sequence[Token]) -> list[tuple[int, int]]:
@@ -361,15 +354,14 @@ class MarkdownStream:
     def _render(self, tokens: Sequence[Token], *, plain: bool) -> str:
         md = _markdown()
         html = _clean(md.renderer.render(tokens, md.options, {**self._env, _PLAIN: plain}))
-        if plain and self._table and self._resume:  # a continuation: its header is above
-            html = _THEAD.sub("", html, count=1)
-        return html
+        return self._continued(html) if plain else html
 
     def _provisional(self, source: str) -> str:
-        html = render_blocks(source, plain=True, env=dict(self._env))
-        if self._table and self._resume:  # a continuation: the header was shown above
-            html = _THEAD.sub("", html, count=1)
-        return html
+        return self._continued(render_blocks(source, plain=True, env=dict(self._env)))
+
+    def _continued(self, html: str) -> str:
+        """A table's continuation shows no header: it was shown above, with its start."""
+        return _THEAD.sub("", html, count=1) if self._table and self._resume else html
 
     def final(self) -> str:
         """The finished text's HTML (without the container)."""

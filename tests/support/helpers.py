@@ -8,6 +8,8 @@ import ctypes
 import os
 import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,17 @@ class NotebookOutputs(DisplayPublisher):
     def reset(self) -> None:
         self.outputs.clear()
         self.updates = self.clears = self._cell_start = 0
+
+
+@contextmanager
+def notebook_outputs() -> Iterator[NotebookOutputs]:
+    """The shell's display output kept as a notebook keeps it, for the block's duration."""
+    ip = InteractiveShell.instance()
+    saved, ip.display_pub = ip.display_pub, NotebookOutputs(shell=ip)
+    try:
+        yield ip.display_pub
+    finally:
+        ip.display_pub = saved
 
 
 def turn(shell: InteractiveShell, text: str, cell_id: str) -> None:

@@ -15,7 +15,6 @@ import pytest
 from bs4 import BeautifulSoup
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
-from IPython.core.interactiveshell import InteractiveShell
 
 from nbconvo import _html
 from nbconvo._display import StreamingMarkdown
@@ -32,7 +31,7 @@ from tests.support.corpus import (
     joined,
     pieces,
 )
-from tests.support.helpers import NotebookOutputs
+from tests.support.helpers import NotebookOutputs, notebook_outputs
 from tests.support.markup import safety_problems
 
 LEAK = "http://127.0.0.1:9/leak"
@@ -213,27 +212,22 @@ def stream_into_cell(text: str, tokens_per_update: int = 10) -> tuple[StreamingM
     ``tokens_per_update`` tokens (a fake clock), into a notebook-like publisher; returns
     the bytes each update sent."""
     now = [0.0]
-    ip = InteractiveShell.instance()
-    saved, ip.display_pub = ip.display_pub, NotebookOutputs(shell=ip)
-    publisher = ip.display_pub
     sent: list[int] = []
-    original = publisher.publish
-
-    def publish(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        sent.append(len(json.dumps(data)))
-        original(data, *args, **kwargs)
-
-    publisher.publish = publish  # type: ignore[method-assign]
     output = StreamingMarkdown(max_rate=20.0, clock=lambda: now[0], cpu=lambda: 0.0)
-    try:
+    with notebook_outputs() as publisher:
+        original = publisher.publish
+
+        def publish(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            sent.append(len(json.dumps(data)))
+            original(data, *args, **kwargs)
+
+        publisher.publish = publish  # type: ignore[method-assign]
         output.start()
         for i, position in enumerate(range(0, len(text), 4)):
             if i % tokens_per_update == 0:
                 now[0] += 0.05
             output.feed(text[position : position + 4])
         output.finish(text)
-    finally:
-        ip.display_pub = saved
     return output, publisher, sent[1:-1]  # the placeholder and the final answer aside
 
 
@@ -265,15 +259,11 @@ def test_updates_wait_in_proportion_to_their_cost() -> None:
         cpu[0] += 0.005  # read before and after each update: 5 ms an update
         return cpu[0]
 
-    ip = InteractiveShell.instance()
-    saved, ip.display_pub = ip.display_pub, NotebookOutputs(shell=ip)
     output = StreamingMarkdown(max_rate=20.0, clock=lambda: now[0], cpu=spend, share=0.03)
-    try:
+    with notebook_outputs():
         output.start()
         for _ in range(10_000):  # 10,000 tokens over 2 seconds
             now[0] += 0.0002
             output.feed("word ")
         output.finish()
-    finally:
-        ip.display_pub = saved
     assert output.updates == 12  # 2 s / 0.167 s

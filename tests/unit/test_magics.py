@@ -13,7 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbconvo
 from nbconvo._display import StreamingMarkdown
 from tests.support.fakes.openai_server import Canned, FakeOpenAI
-from tests.support.helpers import FAKE_KEY, one_line_error
+from tests.support.helpers import FAKE_KEY, notebook_outputs, one_line_error
 
 
 def run(shell: InteractiveShell, source: str, cell_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -309,20 +309,12 @@ def test_raw_html_in_answers_is_neutralized(
 def test_stream_updates_are_throttled() -> None:
     now = [0.0]
     output = StreamingMarkdown(max_rate=20.0, clock=lambda: now[0], cpu=lambda: 0.0)
-    from IPython.core.interactiveshell import InteractiveShell as Shell
-
-    ip = Shell.instance()
-    from tests.support.helpers import NotebookOutputs
-
-    saved, ip.display_pub = ip.display_pub, NotebookOutputs(shell=ip)
-    try:
+    with notebook_outputs():
         output.start()
         for _ in range(10_000):  # 10,000 tokens over 2 seconds of fake time
             now[0] += 0.0002
             output.feed("x")
         output.finish()
-    finally:
-        ip.display_pub = saved
     assert output.updates <= 2 * 20 + 1
     assert output.updates >= 30  # it does stream, not only at the end
 
