@@ -87,6 +87,12 @@ def load_ipython_extension(ipython: Any) -> None:
 
     if _MAGICS is not None and _MAGICS.shell is ipython:
         return
+    from nbconvo._settings import read_environment
+
+    settings, problems = read_environment()  # the one time the environment is read
+    SESSION.configure(settings)
+    for problem in problems:
+        print(f"nbconvo: {problem}", file=sys.stderr)
     try:
         magics = ConvoMagics(ipython)
     except TraitError as error:
@@ -121,26 +127,25 @@ def _close_at_exit() -> None:
 
 
 def _configure_session(ipython: Any) -> None:
-    """The notebook's store (following renames), a cassette from NBCONVO_CASSETTE if
-    set, and one line about an earlier session of this notebook if its store has one."""
-    import os
-
+    """The notebook's store (following renames), the cassette setting's cassette if
+    there is one, and one line about an earlier session of this notebook if its store
+    has one."""
     from nbconvo._notebook import NotebookLocator
     from nbconvo._store import store_path_for
 
-    locator = NotebookLocator(ipython.user_ns)
+    settings = SESSION.settings
+    locator = NotebookLocator(ipython.user_ns, named=settings.notebook)
     SESSION.notebook = locator.path
-    SESSION.locate_store = lambda: store_path_for(locator.path())
-    cassette = os.environ.get("NBCONVO_CASSETTE")
-    if cassette:
+    SESSION.locate_store = lambda: store_path_for(locator.path(), SESSION.settings)
+    if settings.cassette:
         from pathlib import Path
 
         from nbconvo._cassette import Cassette
         from nbconvo._magics import notebook_name
 
-        mode = os.environ.get("NBCONVO_CASSETTE_MODE", "auto")
-        SESSION.set_cassette(Cassette(Path(cassette), mode, notebook_name(ipython.user_ns)))  # type: ignore[arg-type]
-    if os.environ.get("NBCONVO_LOAD_NOTICE", "on").lower() not in ("off", "0", "false"):
+        name = notebook_name(ipython.user_ns, settings)
+        SESSION.set_cassette(Cassette(Path(settings.cassette), settings.cassette_mode, name))  # type: ignore[arg-type]
+    if settings.load_notice:
         _announce_earlier_session()
 
 

@@ -33,6 +33,7 @@ from nbconvo._events import (
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
 from nbconvo._parts import Part, Parts, TextPart, content_of, text_of
+from nbconvo._settings import Settings, process_settings
 from nbconvo._stream import Collected, StreamSink, collect
 from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
@@ -114,6 +115,8 @@ class Conversation:
     cassette: Cassette | None = field(default=None, repr=False)  # when recording or replaying
     # The session's shared HTTP client, made on first use; None: each provider its own.
     http_client: Callable[[], httpx.Client] | None = field(default=None, repr=False)
+    # The session's settings (read once when the extension loads); alone, the environment's.
+    settings: Callable[[], Settings] = field(default=process_settings, repr=False)
     _providers: dict[tuple[str, str | None], Provider] = field(default_factory=dict, repr=False)
     _last_execution: tuple[str | None, object] | None = field(default=None, repr=False)
     _ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)
@@ -147,7 +150,7 @@ class Conversation:
         return self.tree.current
 
     def model_spec(self, override: str | None = None) -> str:
-        return override or self.model or default_model_spec()
+        return override or self.model or default_model_spec(self.settings())
 
     def base_system_text(self) -> str | None:
         """System prompt and pinned goal: sent with every request."""
@@ -270,7 +273,9 @@ class Conversation:
         key = (spec, base_url)
         if key not in self._providers:
             client = self.http_client() if self.http_client is not None else None
-            self._providers[key] = create_provider(spec, base_url=base_url, client=client)
+            self._providers[key] = create_provider(
+                spec, base_url=base_url, client=client, settings=self.settings()
+            )
         return self._providers[key]
 
     def close_providers(self) -> None:

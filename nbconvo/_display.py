@@ -19,7 +19,6 @@ is shown once, when it is complete.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -35,10 +34,6 @@ WAITING = wrap("<p><em>…</em></p>")
 
 def _bundle(html: str, plain: str) -> dict[str, str]:
     return {"text/html": html, "text/plain": plain}
-
-
-def streaming_enabled() -> bool:
-    return os.environ.get("NBCONVO_STREAM", "1").lower() not in ("0", "off", "false", "no")
 
 
 class StreamingMarkdown:

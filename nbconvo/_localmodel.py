@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from nbconvo._errors import ConfigurationError
+from nbconvo._settings import Settings, process_settings
 
 _CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough to never matter for memory
 
@@ -79,9 +80,10 @@ DEFAULT_ALIAS = "qwen2.5-coder-0.5b"
 # -- locations ----------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    """``$NBCONVO_CACHE``, else ``$XDG_CACHE_HOME/nbconvo``, else ``~/.cache/nbconvo``."""
-    explicit = os.environ.get("NBCONVO_CACHE")
+def cache_dir(settings: Settings | None = None) -> Path:
+    """The cache setting (``$NBCONVO_CACHE``), else ``$XDG_CACHE_HOME/nbconvo``, else
+    ``~/.cache/nbconvo``."""
+    explicit = (settings if settings is not None else process_settings()).cache
     if explicit:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -105,23 +107,24 @@ def _fix_hint(alias: str) -> str:
     return f"run `python -m nbconvo._localmodel fetch {alias}` (or `{make}`)"
 
 
-def _spec_path(spec: LocalModelSpec) -> Path:
-    return cache_dir() / "models" / f"{spec.filename}.gguf"
+def _spec_path(spec: LocalModelSpec, settings: Settings | None = None) -> Path:
+    return cache_dir(settings) / "models" / f"{spec.filename}.gguf"
 
 
-def model_path(alias: str = DEFAULT_ALIAS) -> Path:
+def model_path(alias: str = DEFAULT_ALIAS, settings: Settings | None = None) -> Path:
     """Where the model for ``alias`` lives once fetched (it may not exist yet)."""
-    return _spec_path(get_spec(alias))
+    return _spec_path(get_spec(alias), settings)
 
 
-def find_local_model() -> Path | None:
-    """``$NBCONVO_LOCAL_MODEL`` if it names an existing file, else the default model if fetched."""
-    override = os.environ.get("NBCONVO_LOCAL_MODEL")
+def find_local_model(settings: Settings | None = None) -> Path | None:
+    """The local-model setting (``$NBCONVO_LOCAL_MODEL``) if it names an existing file,
+    else the default model if fetched."""
+    override = (settings if settings is not None else process_settings()).local_model
     if override:
         path = Path(override).expanduser()
         if path.is_file():
             return path
-    default = model_path(DEFAULT_ALIAS)
+    default = model_path(DEFAULT_ALIAS, settings)
     return default if default.is_file() else None
 
 

@@ -19,12 +19,12 @@ from IPython.core.magic_arguments import (
     parse_argstring,
 )
 from IPython.utils.text import dedent
-from traitlets import Float, Int
+from traitlets import Bool, Float, Int, observe
 
 import nbconvo._errors as _errors
 from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, split_line
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
-from nbconvo._display import StreamingMarkdown, show_html, show_markdown, streaming_enabled
+from nbconvo._display import StreamingMarkdown, show_html, show_markdown
 from nbconvo._errors import NbconvoError, UsageError
 from nbconvo._interpolate import interpolate
 from nbconvo._render import (
@@ -36,6 +36,12 @@ from nbconvo._render import (
     turn_text,
 )
 from nbconvo._session import SESSION, Session
+from nbconvo._settings import (
+    DEFAULT_LLAMA_N_CTX,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_MAX_WAIT,
+    Settings,
+)
 from nbconvo._transcript import md_escape
 
 
@@ -61,6 +67,17 @@ def _parse_cached(func: Callable[..., Any], line: str) -> argparse.Namespace:
         raise
 
 
+# The settings `%config ConvoMagics.NAME = VALUE` changes (the rest are for the environment).
+SETTING_TRAITS = (
+    "stream",
+    "max_retries",
+    "retry_max_wait",
+    "llama_n_ctx",
+    "auto_compact",
+    "auto_compact_keep",
+)
+
+
 class CellTracker:
     """Remembers the cell id of the execution in progress (IPython ``pre_run_cell``)."""
 
@@ -78,10 +95,22 @@ class CellTracker:
 class ConvoMagics(Magics):
     """``%%turn`` sends the cell as one turn; ``%convo`` manages conversations.
 
-    Configure with ``%config ConvoMagics.auto_compact = 0.9`` (compact automatically when
-    the next request would use 90% of the window; 0 turns it off, the default).
+    Settings: ``%config ConvoMagics`` lists them; ``%config ConvoMagics.auto_compact = 0.9``
+    changes one (here: compact automatically when the next request would use 90% of the
+    window; 0 turns it off, the default). Each starts from its environment variable
+    (``NBCONVO_AUTO_COMPACT``, ...), read once when the extension loads.
     """
 
+    stream = Bool(True, help="show the answer as it arrives (NBCONVO_STREAM)").tag(config=True)
+    max_retries = Int(
+        DEFAULT_MAX_RETRIES, min=0, help="retries of a request that failed before any text"
+    ).tag(config=True)
+    retry_max_wait = Float(
+        DEFAULT_RETRY_MAX_WAIT, min=0.0, help="the longest wait between retries, in seconds"
+    ).tag(config=True)
+    llama_n_ctx = Int(
+        DEFAULT_LLAMA_N_CTX, min=1, help="the context window of the in-process llama: model"
+    ).tag(config=True)
     auto_compact = Float(
         0.0, min=0.0, max=1.0, help="compact before a turn past this fraction of the window"
     ).tag(config=True)
@@ -90,9 +119,22 @@ class ConvoMagics(Magics):
     )
 
     def __init__(self, shell: Any, session: Session | None = None) -> None:
-        super().__init__(shell)
+        super().__init__(shell)  # applies the `%config` values given so far
         self.session = session or SESSION
         self.tracker = CellTracker()
+        # A setting `%config` did not give keeps the environment's value (the session
+        # read it at load); one `%config` gave goes to the session.
+        given = set(self.config["ConvoMagics"]) if "ConvoMagics" in self.config else set()
+        settings = self.session.settings
+        for name in SETTING_TRAITS:
+            if name not in given:
+                setattr(self, name, getattr(settings, name))
+        self.session.configure(settings.changed(**{n: getattr(self, n) for n in SETTING_TRAITS}))
+
+    @observe(*SETTING_TRAITS)
+    def _setting_changed(self, change: Any) -> None:
+        if "session" in self.__dict__:  # after __init__: `%config ConvoMagics.NAME = VALUE`
+            self.session.configure(self.session.settings.changed(**{change.name: change.new}))
 
     def _user_ns(self) -> dict[str, Any]:
         namespace: dict[str, Any] = self.shell.user_ns if self.shell is not None else {}
@@ -138,9 +180,9 @@ class ConvoMagics(Magics):
         if args.fork is not None:
             convo.tree.at_position(args.fork)  # out of range: fail before anything is sent
         convo.provider(convo.model_spec(args.model))  # unknown model or no key: fail first
-        convo.auto_compact = self.auto_compact or None
-        convo.auto_compact_keep = self.auto_compact_keep
-        output = StreamingMarkdown(stream=not args.no_stream and streaming_enabled())
+        convo.auto_compact = self.session.settings.auto_compact or None
+        convo.auto_compact_keep = self.session.settings.auto_compact_keep
+        output = StreamingMarkdown(stream=not args.no_stream and self.session.settings.stream)
         notices: list[str] = []
         output.start()
         sink = StreamSink(on_text=output.feed, on_notice=notices.append)
@@ -286,7 +328,8 @@ class ConvoMagics(Magics):
             return
         from nbconvo._cassette import Cassette
 
-        cassette = Cassette(Path(args.path), args.mode, notebook_name(self._user_ns()))
+        name = notebook_name(self._user_ns(), self.session.settings)
+        cassette = Cassette(Path(args.path), args.mode, name)
         self.session.set_cassette(cassette)
         show_markdown(f"*cassette* `{cassette.describe()}`")
 
@@ -314,7 +357,7 @@ class ConvoMagics(Magics):
     def _cmd_summarize(self, convo: Conversation, args: argparse.Namespace) -> None:
         if args.into is not None and not args.into.isidentifier():
             raise UsageError(f"--into needs a Python variable name, not {args.into!r}")
-        output = StreamingMarkdown(stream=streaming_enabled())
+        output = StreamingMarkdown(stream=self.session.settings.stream)
         summary = convo.summarize(sink=StreamSink(on_text=output.feed))
         output.finish(summary)
         if args.into:
@@ -322,7 +365,7 @@ class ConvoMagics(Magics):
 
     def _cmd_compact(self, convo: Conversation, args: argparse.Namespace) -> None:
         before, origin = convo.meter, convo.branch
-        output = StreamingMarkdown(stream=streaming_enabled())
+        output = StreamingMarkdown(stream=self.session.settings.stream)
         branch = convo.compact(args.keep, name=args.name, sink=StreamSink(on_text=output.feed))
         output.finish()
         after = convo.meter
@@ -424,11 +467,11 @@ class ConvoMagics(Magics):
         show_markdown(f"*key for {args.provider} kept in memory for this session*")
 
 
-def notebook_name(user_ns: dict[str, Any]) -> str | None:
+def notebook_name(user_ns: dict[str, Any], settings: Settings) -> str | None:
     """The notebook's file name, where the front end (or `nbconvo run`) tells the kernel."""
     import os
 
-    name = os.environ.get("NBCONVO_NOTEBOOK") or user_ns.get("__session__")
+    name = settings.notebook or user_ns.get("__session__")
     name = name or os.environ.get("JPY_SESSION_NAME")
     return Path(str(name)).name if name else None
 

@@ -5,7 +5,7 @@ as ``__session__``). A rename later only changes the Jupyter server's session re
 the path is read from there: the server's ``/api/sessions`` on loopback, found through
 the runtime folder's ``jpserver-*.json`` files and matched by this kernel's id. The
 answer is kept for a few seconds, so a busy cell asks at most once per interval.
-``nbconvo run`` names the notebook in ``NBCONVO_NOTEBOOK``.
+``nbconvo run`` names the notebook in ``NBCONVO_NOTEBOOK`` (the notebook setting).
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ _ASK_TIMEOUT_S = 1.0
 class NotebookLocator:
     """The notebook's current path (or its name, where only that is known)."""
 
-    def __init__(self, user_ns: dict[str, Any] | None = None) -> None:
+    def __init__(self, user_ns: dict[str, Any] | None = None, named: str | None = None) -> None:
         self.user_ns = user_ns if user_ns is not None else {}
+        self.named = named  # the notebook setting (NBCONVO_NOTEBOOK): it wins
         self._asked_at = -REFRESH_S
         self._from_server: str | None = None
         self._servers_seen = True  # until a look finds no server for this kernel
 
     def path(self) -> str | None:
-        named = os.environ.get("NBCONVO_NOTEBOOK")
-        if named:
-            return named
+        if self.named:
+            return self.named
         now = time.monotonic()
         if self._servers_seen and now - self._asked_at >= REFRESH_S:
             self._asked_at = now

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from nbconvo._conversation import Conversation
 from nbconvo._errors import ConversationError, NbconvoError, PersistenceError, UsageError
 from nbconvo._events import ConversationEvent
+from nbconvo._settings import Settings, process_settings
 from nbconvo._tree import ConversationTree
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class Session:
     notebook: Callable[[], str | None] | None = None
     autosave_error: str | None = None
     store_notice: str | None = None  # one line to show once (a damaged store moved aside)
+    # Read from the environment when the extension loads; `%config ConvoMagics` changes it.
+    settings: Settings = field(default_factory=process_settings)
     _writer: StoreWriter | None = field(default=None, repr=False)
     _client: httpx.Client | None = field(default=None, repr=False)
 
@@ -47,6 +50,18 @@ class Session:
 
             self._client = httpx.Client()
         return self._client
+
+    def configure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on; providers made under the old ones (their retries,
+        the local model's window) are let go, and the next turn makes new ones."""
+        old, self.settings = self.settings, settings
+        if (old.max_retries, old.retry_max_wait, old.llama_n_ctx) != (
+            settings.max_retries,
+            settings.retry_max_wait,
+            settings.llama_n_ctx,
+        ):
+            for convo in self.conversations.values():
+                convo.close_providers()
 
     def close(self) -> None:
         """The extension unloads: close the shared client and let the providers go (the
@@ -69,6 +84,7 @@ class Session:
     def _adopt(self, convo: Conversation) -> Conversation:
         convo.cassette = self.cassette
         convo.http_client = self.http_client
+        convo.settings = lambda: self.settings
         if self._autosave_listener not in convo.listeners:
             convo.listeners.append(self._autosave_listener)
         self.conversations[convo.name] = convo
@@ -251,10 +267,10 @@ class Session:
             raise ConversationError(
                 f"conversation {name!r} exists already: switch to it with `%convo use {name}`"
             )
-        settings = self.current() if self.conversations else None
+        current = self.current() if self.conversations else None
         convo = Conversation(name=name)
-        if settings is not None:  # a new conversation starts with the current model settings
-            convo.model, convo.base_url = settings.model, settings.base_url
+        if current is not None:  # a new conversation starts with the current model settings
+            convo.model, convo.base_url = current.model, current.base_url
         self._adopt(convo)
         self.current_name = name
         self.save_now()

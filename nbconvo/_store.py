@@ -47,6 +47,7 @@ from nbconvo._document import (
     turn_to_dict,
 )
 from nbconvo._errors import PersistenceError
+from nbconvo._settings import Settings
 from nbconvo._tree import Turn
 
 if TYPE_CHECKING:
@@ -107,17 +108,18 @@ _TABLES = ("sessions", "conversations", "turns")
 _NO_LIMIT = 2**62  # "id < this": every turn
 
 
-def store_path_for(notebook: str | None) -> Path | None:
-    """Where a notebook's store lives: NBCONVO_AUTOSAVE (a file, or "off"), else
-    ``NAME.nbconvo.db`` under NBCONVO_HOME, else beside the notebook, else in the cwd."""
-    explicit = os.environ.get("NBCONVO_AUTOSAVE") or ""
+def store_path_for(notebook: str | None, settings: Settings) -> Path | None:
+    """Where a notebook's store lives: the autosave setting (NBCONVO_AUTOSAVE: a file, or
+    "off"), else ``NAME.nbconvo.db`` in the home setting's folder (NBCONVO_HOME), else
+    beside the notebook, else in the cwd."""
+    explicit = settings.autosave or ""
     if explicit:
-        if explicit.lower() in ("off", "0", "false"):
+        if settings.autosave_off:
             return None
         path = Path(explicit)  # a name for nbconvo 0.1's autosave: the store goes beside it
         return path.with_suffix(".db") if path.suffix == ".json" else path
     stem = Path(notebook).stem if notebook else "nbconvo-session"
-    home = os.environ.get("NBCONVO_HOME")
+    home = settings.home
     if home:
         return Path(home) / f"{stem}{SUFFIX}"
     if notebook and Path(notebook).is_absolute():

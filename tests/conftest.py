@@ -45,6 +45,7 @@ def _autosave_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> 
 def shell(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     import nbconvo
     from nbconvo._session import SESSION
+    from nbconvo._settings import Settings
 
     monkeypatch.setenv("NBCONVO_HOME", str(tmp_path_factory.mktemp("nbconvo-home")))
     monkeypatch.delenv("NBCONVO_AUTOSAVE", raising=False)
@@ -64,6 +65,8 @@ def shell(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPa
     finally:
         nbconvo.unload_ipython_extension(ip)
         ip.extension_manager.loaded.discard("nbconvo")
+        ip.config.pop("ConvoMagics", None)  # a test's `%config` is not the next test's
+        SESSION.settings = Settings()
         ip.display_pub = saved
         SESSION.conversations.clear()
         SESSION.set_cassette(None)

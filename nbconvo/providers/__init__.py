@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nbconvo._credentials import keyed_default_model
 from nbconvo._errors import ConfigurationError
+from nbconvo._settings import Settings, process_settings
 from nbconvo._types import ChatRequest
 from nbconvo.providers._base import Provider
 
@@ -101,30 +101,40 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def create_provider(
-    spec: str, *, base_url: str | None = None, client: httpx.Client | None = None
+    spec: str,
+    *,
+    base_url: str | None = None,
+    client: httpx.Client | None = None,
+    settings: Settings | None = None,
 ) -> Provider:
     """The provider for ``spec``; ``client``, where given, is the session's shared HTTP
-    client (the provider uses it and leaves closing it to the session)."""
+    client (the provider uses it and leaves closing it to the session); ``settings`` the
+    session's (retries, the local model's window)."""
     prefix, model = split_spec(spec)
     entry = PROVIDERS[prefix]
     module_name, _, factory_name = entry.target.partition(":")
     factory: Callable[..., Provider] = getattr(importlib.import_module(module_name), factory_name)
-    extra = {"client": client} if client is not None and entry.http else {}
+    extra: dict[str, Any] = {"client": client} if client is not None and entry.http else {}
+    if settings is not None:
+        extra["settings"] = settings
     return factory(prefix=prefix, model=model, base_url=base_url or entry.default_base_url, **extra)
 
 
-def default_model_spec(environ: Mapping[str, str] | None = None) -> str:
-    """NBCONVO_MODEL, else a provider whose key is set, else the local model if installed."""
-    env = os.environ if environ is None else environ
-    if env.get("NBCONVO_MODEL"):
-        return env["NBCONVO_MODEL"]
-    keyed = keyed_default_model(env)
+def default_model_spec(
+    settings: Settings | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The model setting (NBCONVO_MODEL), else a provider whose key is set, else the
+    local model if installed."""
+    settings = settings if settings is not None else process_settings()
+    if settings.model:
+        return settings.model
+    keyed = keyed_default_model(environ)
     if keyed:
         return keyed
     if importlib.util.find_spec("llama_cpp") is not None:
         from nbconvo._localmodel import find_local_model
 
-        path = find_local_model()
+        path = find_local_model(settings)
         if path is not None:
             return f"llama:{path}"
     raise ConfigurationError(

@@ -6,7 +6,8 @@ provider marks transient, and connection errors are retried while no text has re
 the user, with jittered exponential backoff (tenacity) that honours ``retry-after-ms``,
 ``Retry-After`` (seconds or an HTTP date) and Google's ``RetryInfo.retryDelay``. 400,
 401, 403, 404 and quota exhaustion are never retried; a server that asks for a longer
-wait than ``NBCONVO_RETRY_MAX_WAIT`` seconds (default 60) is not retried either, and the
+wait than ``NBCONVO_RETRY_MAX_WAIT`` seconds (default 60, see ``_settings``) is not
+retried either, and the
 error says how long it asked for. A failure after text arrived raises
 ``StreamInterrupted`` carrying the partial answer.
 """
@@ -37,13 +38,18 @@ from tenacity import (
 
 from nbconvo._credentials import key_for
 from nbconvo._errors import ConfigurationError, ProviderError, StreamInterrupted
+from nbconvo._settings import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_MAX_WAIT,
+    Settings,
+    process_settings,
+)
 from nbconvo._types import ProviderEvent
 
 log = logging.getLogger("nbconvo.providers")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404})
-DEFAULT_MAX_WAIT = 60.0
 _KEYLIKE = re.compile(
     r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{10,}|Bearer\s+\S+"
     r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*)"
@@ -81,22 +87,6 @@ class HttpStatusError(ServiceError):
 
     def __init__(self, message: str, *, status: int, retry_after: float | None, retryable: bool):
         super().__init__(message, retryable=retryable, retry_after=retry_after, status=status)
-
-
-def max_retries() -> int:
-    try:
-        return max(0, int(os.environ.get("NBCONVO_MAX_RETRIES", "2")))
-    except ValueError:
-        return 2
-
-
-def max_wait() -> float:
-    """The longest single wait between attempts, in seconds (``NBCONVO_RETRY_MAX_WAIT``)."""
-    try:
-        value = float(os.environ.get("NBCONVO_RETRY_MAX_WAIT", DEFAULT_MAX_WAIT))
-    except ValueError:
-        return DEFAULT_MAX_WAIT
-    return value if value > 0 else DEFAULT_MAX_WAIT
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -139,16 +129,21 @@ def retry_delay_from_body(text: str) -> float | None:
     return None
 
 
-def _wait(state: RetryCallState) -> float:
-    error = state.outcome.exception() if state.outcome else None
-    cap = max_wait()
-    hint = getattr(error, "retry_after", None)
-    if isinstance(hint, float) and hint > 0:
-        return min(hint, cap)
+def _waiter(cap: float) -> Callable[[RetryCallState], float]:
+    """The wait before the next attempt: the server's hint, else jittered backoff; at
+    most ``cap`` seconds."""
     backoff = wait_exponential_jitter(
         initial=min(0.5, cap), max=min(8.0, cap), jitter=min(0.25, cap)
     )
-    return float(backoff(state))
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        hint = getattr(error, "retry_after", None)
+        if isinstance(hint, float) and hint > 0:
+            return min(hint, cap)
+        return float(backoff(state))
+
+    return wait
 
 
 def _retryable(error: BaseException) -> bool:
@@ -233,8 +228,12 @@ class SSEStream:
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | None = None,
         client: httpx.Client | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        max_wait: float = DEFAULT_RETRY_MAX_WAIT,
     ) -> None:
         self.label = label
+        self.max_retries = max_retries
+        self.max_wait = max_wait
         self.describe_error = describe_error
         self.secrets = secrets
         # Each request carries the timeout, so a shared client serves every provider.
@@ -249,8 +248,8 @@ class SSEStream:
 
     def _retrying(self) -> Retrying:
         return Retrying(
-            stop=stop_after_attempt(max_retries() + 1),
-            wait=_wait,
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=_waiter(self.max_wait),
             retry=retry_if_exception(_retryable),
             before_sleep=_log_retry,
             reraise=True,
@@ -362,7 +361,7 @@ class SSEStream:
             retryable = True
         if status in NEVER_RETRY_STATUS:
             retryable = False
-        if retryable and hint is not None and hint > max_wait():
+        if retryable and hint is not None and hint > self.max_wait:
             retryable = False
             message = f"{message}; the server asks to wait {hint:.0f} s — try again later"
         raise HttpStatusError(
@@ -378,7 +377,7 @@ class SSEStream:
             )
         return ProviderError(
             f"the connection to {self.label} failed ({type(error).__name__}) "
-            f"after {max_retries() + 1} attempts; try again"
+            f"after {self.max_retries + 1} attempts; try again"
         )
 
     def _redacted(self, error: ProviderError) -> ProviderError:
@@ -407,8 +406,10 @@ class HTTPProvider:
         transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
         client: httpx.Client | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.settings = settings if settings is not None else process_settings()
         self.prefix = prefix
         self.model = self.model_name(model)
         self.transport = transport
@@ -450,6 +451,8 @@ class HTTPProvider:
                 secrets=(key,) if key else (),
                 transport=self.transport,
                 client=self.client,
+                max_retries=self.settings.max_retries,
+                max_wait=self.settings.retry_max_wait,
             )
         return self._stream
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,7 @@ from nbconvo._errors import (
 )
 from nbconvo._localmodel import resolve_llama_target
 from nbconvo._parts import content_text
+from nbconvo._settings import Settings, process_settings
 from nbconvo._types import ChatRequest, Finish, Message, ProviderEvent, Usage
 from nbconvo.providers._content import text_only
 
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-DEFAULT_N_CTX = 8192
 _PER_MESSAGE_OVERHEAD = 4  # role markers and separators of a typical chat template
 _FINISH = {"stop": "stop", "length": "length"}
 _MISSING = "llama-cpp-python is not installed: pip install 'nbconvo[local]'"
@@ -72,21 +71,6 @@ def _import_llama() -> Any:
     except ImportError:
         raise ConfigurationError(_MISSING) from None
     return llama_cpp
-
-
-def _n_ctx_from(environ: Mapping[str, str]) -> int:
-    raw = environ.get("NBCONVO_LLAMA_N_CTX")
-    if not raw:
-        return DEFAULT_N_CTX
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigurationError(
-            f"NBCONVO_LLAMA_N_CTX={raw!r} is not a positive integer: set it to e.g. 8192"
-        )
-    return value
 
 
 def _make_formatter(llama_cpp: Any, llm: Llama) -> Jinja2ChatFormatter | None:
@@ -170,19 +154,19 @@ class LlamaProvider:
         model: str,
         base_url: str | None = None,
         n_ctx: int | None = None,
-        environ: Mapping[str, str] | None = None,
+        settings: Settings | None = None,
     ) -> None:
         if base_url:
             raise ConfigurationError(
                 "llama: runs the model in-process and takes no --base-url; "
                 "for a llama.cpp server use llamacpp:MODEL --base-url URL"
             )
-        env = os.environ if environ is None else environ
+        settings = settings if settings is not None else process_settings()
         _import_llama()  # fail at `%convo model`, not at the first turn
         self.prefix = prefix
         self.model = model
         self.path = resolve_llama_target(model)
-        self.n_ctx = n_ctx if n_ctx is not None else _n_ctx_from(env)
+        self.n_ctx = n_ctx if n_ctx is not None else settings.llama_n_ctx
 
     @property
     def label(self) -> str:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from nbconvo._errors import ConfigurationError, StreamInterrupted
+from nbconvo._settings import read_environment
 from nbconvo._types import (
     ChatRequest,
     Finish,
@@ -181,8 +182,11 @@ def test_configuration_errors_are_one_line(
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigurationError, match="--base-url"):
         LlamaProvider(model=str(local_model_path), base_url="http://127.0.0.1:1/v1")
-    monkeypatch.setenv("NBCONVO_LLAMA_N_CTX", "many")
-    with pytest.raises(ConfigurationError, match="NBCONVO_LLAMA_N_CTX"):
-        LlamaProvider(model=str(local_model_path))
-    monkeypatch.setenv("NBCONVO_LLAMA_N_CTX", "4096")
+    settings, problems = read_environment({"NBCONVO_LLAMA_N_CTX": "many"})
+    assert problems == [
+        "NBCONVO_LLAMA_N_CTX='many' is not a whole number > 0, e.g. 8192: using 8192; "
+        "set it to a whole number > 0, e.g. 8192 or unset it"
+    ]
+    assert LlamaProvider(model=str(local_model_path), settings=settings).context_window == 8192
+    monkeypatch.setenv("NBCONVO_LLAMA_N_CTX", "4096")  # used as a library: read as it is now
     assert LlamaProvider(model=str(local_model_path)).context_window == 4096

@@ -22,6 +22,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbconvo
+from nbconvo._magics import SETTING_TRAITS
 from tests.support import reliability_counts as counts
 from tests.support.fakes.openai_server import FakeOpenAI
 from tests.support.helpers import FAKE_KEY
@@ -159,6 +160,10 @@ CATALOGUE: list[tuple[str, str, str, Setup | None]] = [
     ("config-auto-compact-too-big", "%config ConvoMagics.auto_compact = 2.0", "auto_compact", None),
     ("config-auto-compact-words", "%config ConvoMagics.auto_compact = 'half'", "auto_compact", None),
     ("config-keep-negative", "%config ConvoMagics.auto_compact_keep = -1", "auto_compact_keep", None),
+    ("config-retries-negative", "%config ConvoMagics.max_retries = -1", "max_retries", None),
+    ("config-wait-words", "%config ConvoMagics.retry_max_wait = 'soon'", "retry_max_wait", None),
+    ("config-window-zero", "%config ConvoMagics.llama_n_ctx = 0", "llama_n_ctx", None),
+    ("config-stream-words", "%config ConvoMagics.stream = 'sometimes'", "stream", None),
 ]
 
 
@@ -175,7 +180,8 @@ def snapshot() -> Any:
     from nbconvo._session import SESSION
 
     magics = nbconvo._MAGICS
-    settings = (magics.auto_compact, magics.auto_compact_keep) if magics else None
+    traits = {name: getattr(magics, name) for name in SETTING_TRAITS} if magics else None
+    settings = (traits, SESSION.settings)
     return settings, copy.deepcopy(
         {
             name: (c.tree, c.model, c.system, c.goal, c.budget, c.window, c.base_url)

@@ -119,3 +119,18 @@ def tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def kernel_started_with(monkeypatch: pytest.MonkeyPatch, **variables: str | None) -> None:
+    """As if the kernel had started with these environment variables (None: unset): set
+    them and have the session read the environment again, as loading nbconvo does (it
+    reads it once, at load)."""
+    from nbconvo._session import SESSION
+    from nbconvo._settings import read_environment
+
+    for name, value in variables.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(SESSION, "settings", read_environment()[0])

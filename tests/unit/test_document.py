@@ -15,7 +15,7 @@ import nbconvo
 from nbconvo._document import journal_path, read_document, tree_from_dict, tree_to_dict
 from nbconvo._session import SESSION
 from tests.support.fakes.openai_server import FakeOpenAI
-from tests.support.helpers import FAKE_KEY, one_line_error, turn
+from tests.support.helpers import FAKE_KEY, kernel_started_with, one_line_error, turn
 from tests.support.legacy import check_legacy_tour, legacy_copy
 from tests.support.trees import build, operations
 
@@ -205,7 +205,7 @@ def test_rerecording_is_stable(shell: InteractiveShell, fake_openai: FakeOpenAI,
 ])
 def test_bad_cassettes(shell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                        capsys: pytest.CaptureFixture[str], content: str, message: str) -> None:
-    monkeypatch.setenv("NBCONVO_NOTEBOOK", "this.ipynb")
+    kernel_started_with(monkeypatch, NBCONVO_NOTEBOOK="this.ipynb")
     cassette = tmp_path / "c.jsonl"
     cassette.write_text(content)
     assert message in one_line_error(shell, f"%convo replay {cassette} --mode replay", capsys)

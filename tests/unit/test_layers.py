@@ -4,8 +4,9 @@ another, at module level, inside a function (lazy imports) or under
 same layer or a lower one, and no imports form a circle. A lower layer that needs to
 describe a higher one's object does it with a ``Protocol`` of its own.
 
-    core         values and rules, no I/O: errors, parts, messages and events, the tree,
-                 the token meter and counting, the model table, HTML neutralizing
+    core         values and rules, no I/O: errors, settings and credentials, parts,
+                 messages and events, the tree, the token meter and counting, the model
+                 table, HTML rendering
     providers    one wire format each, and the local model's files
     persistence  the portable document, the SQLite store, replay cassettes
     engine       a conversation: its requests, running a turn, summaries, transcripts
@@ -23,8 +24,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "nbconvo"
 
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core", {"_errors", "_credentials", "_parts", "_types", "_events", "_models", "_tokens", "_tree",
-              "_meter", "_html"}),
+    ("core", {"_errors", "_credentials", "_settings", "_parts", "_types", "_events", "_models",
+              "_tokens", "_tree", "_meter", "_html"}),
     ("providers", {"providers", "providers._base", "providers._content", "providers._http",
                    "providers.openai", "providers.azure", "providers.anthropic",
                    "providers.gemini", "providers.copilot", "providers.llama", "_localmodel"}),

@@ -13,7 +13,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import nbconvo
 from nbconvo._display import StreamingMarkdown
 from tests.support.fakes.openai_server import Canned, FakeOpenAI
-from tests.support.helpers import FAKE_KEY, notebook_outputs, one_line_error
+from tests.support.helpers import FAKE_KEY, kernel_started_with, notebook_outputs, one_line_error
 
 
 def run(shell: InteractiveShell, source: str, cell_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -266,9 +266,10 @@ def test_no_model_anywhere_is_a_clear_error(
     tmp_path,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
-    for variable in ("NBCONVO_MODEL", "OPENAI_API_KEY", "NBCONVO_LOCAL_MODEL"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("NBCONVO_CACHE", str(tmp_path))  # no local model there
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    kernel_started_with(  # no local model in that cache
+        monkeypatch, NBCONVO_MODEL=None, NBCONVO_LOCAL_MODEL=None, NBCONVO_CACHE=str(tmp_path)
+    )
     capsys.readouterr()
     assert not turn(shell, "hello").success
     text = capsys.readouterr().out.strip()

@@ -18,11 +18,11 @@ from nbconvo._models import (
     lookup,
     tokenizer_hint,
 )
+from nbconvo._settings import read_environment
 from nbconvo.providers import PROVIDERS, create_provider, default_model_spec
 from nbconvo.providers._http import (
     EventFeed,
     error_message_from_body,
-    max_wait,
     parse_retry_after,
     redact,
     retry_delay_from_body,
@@ -46,15 +46,6 @@ def test_google_retry_info() -> None:
     assert retry_delay_from_body("[" + body + "]") == 41.5
     assert retry_delay_from_body('{"error": {"message": "x"}}') is None
     assert retry_delay_from_body("not json") is None
-
-
-def test_max_wait_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NBCONVO_RETRY_MAX_WAIT", raising=False)
-    assert max_wait() == 60.0
-    monkeypatch.setenv("NBCONVO_RETRY_MAX_WAIT", "0.5")
-    assert max_wait() == 0.5
-    monkeypatch.setenv("NBCONVO_RETRY_MAX_WAIT", "lots")
-    assert max_wait() == 60.0
 
 
 @pytest.mark.parametrize(
@@ -135,7 +126,8 @@ def test_registry_has_every_cloud_provider() -> None:
     ],
 )
 def test_keys_choose_a_default_model(environment: dict[str, str], spec: str) -> None:
-    assert default_model_spec(environment) == spec
+    settings, problems = read_environment(environment)
+    assert default_model_spec(settings, environment) == spec and problems == []
 
 
 @pytest.mark.parametrize(

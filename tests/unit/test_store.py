@@ -28,7 +28,7 @@ from nbconvo._events import TurnAdded
 from nbconvo._session import SESSION, Session, conversation_from_record
 from nbconvo._store import APPLICATION_ID, SessionStore, store_path_for
 from nbconvo._tree import Turn
-from tests.support.helpers import FAKE_KEY, one_line_error, turn
+from tests.support.helpers import FAKE_KEY, kernel_started_with, one_line_error, turn
 from tests.support.legacy import LEGACY
 from tests.support.trees import build_step, operations
 
@@ -335,14 +335,14 @@ def test_an_unwritable_folder_keeps_the_turn_and_the_next_save_catches_up(
     if os.access(locked, os.W_OK):  # root ignores permissions: a folder under a file then
         locked = tmp_path / "a-file"
         locked.write_text("x")
-    monkeypatch.setenv("NBCONVO_HOME", str(locked / "home"))
+    kernel_started_with(monkeypatch, NBCONVO_HOME=str(locked / "home"))
     turn(convo_shell, "still works", "c1")
     footer = convo_shell.display_pub.plain()[-1]
     assert "autosave failed: cannot write in" in footer and "NBCONVO_HOME" in footer
     assert "\n" not in footer
     turn(convo_shell, "again", "c2")
     writable = tmp_path / "writable"
-    monkeypatch.setenv("NBCONVO_HOME", str(writable))
+    kernel_started_with(monkeypatch, NBCONVO_HOME=str(writable))
     turn(convo_shell, "third", "c3")
     db = sqlite3.connect(writable / "nbconvo-session.nbconvo.db")
     prompts = [r[0] for r in db.execute("SELECT prompt FROM turns ORDER BY id")]
@@ -413,7 +413,7 @@ def test_load_ext_announces_the_earlier_session_in_one_line(
     convo_shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(convo_shell.user_ns, "__session__", "/work/notes/tour.ipynb")
-    path = store_path_for("/work/notes/tour.ipynb")
+    path = store_path_for("/work/notes/tour.ipynb", SESSION.settings)
     assert path is not None and path.name == "tour.nbconvo.db"
     _earlier_session_in(path)
     printed = _reload(convo_shell).strip()
@@ -470,7 +470,7 @@ def test_bad_restores_are_one_line_and_change_nothing(
 def test_restore_with_autosave_off_says_how_to_load_instead(
     convo_shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("NBCONVO_AUTOSAVE", "off")
+    kernel_started_with(monkeypatch, NBCONVO_AUTOSAVE="off")
     text = one_line_error(convo_shell, "%convo load", capsys)
     assert "autosave is off" in text and "`%convo load PATH`" in text
     assert "autosave is off" in one_line_error(convo_shell, "%convo sessions", capsys)
