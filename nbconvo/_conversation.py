@@ -32,7 +32,7 @@ from nbconvo._events import (
 )
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
-from nbconvo._parts import Part, Parts, TextPart, content_of, text_of
+from nbconvo._parts import Part, Parts, TextPart, content_of, content_text, sendable, text_of
 from nbconvo._settings import Settings, process_settings
 from nbconvo._stream import Collected, StreamSink, collect
 from nbconvo._tokens import count_messages, count_text, encoding_for
@@ -176,7 +176,7 @@ class Conversation:
             if turn.kind != "turn" or not turn.answer:  # summaries go in the system text
                 continue
             # The text itself unless the turn has parts (inline: once per turn of history).
-            prompt = content_of(turn.prompt_parts) if turn.prompt_parts else turn.prompt
+            prompt = sendable(turn.prompt_parts) if turn.prompt_parts else turn.prompt
             answer = content_of(turn.answer_parts) if turn.answer_parts else turn.answer
             out.append({"role": "user", "content": prompt})
             out.append({"role": "assistant", "content": answer})
@@ -323,7 +323,7 @@ class Conversation:
         return ChatRequest(
             provider=prefix,
             model=model,
-            messages=(*self.messages(path), {"role": "user", "content": content_of(prompt)}),
+            messages=(*self.messages(path), {"role": "user", "content": sendable(prompt)}),
             system=self.system_text(path),
             temperature=temperature,
             max_tokens=options.max_tokens if options.max_tokens is not None else self.max_tokens,
@@ -366,11 +366,12 @@ class Conversation:
         spec = self.model_spec(options.model)
         provider = self.provider(spec)  # unknown provider or missing key: nothing changed yet
         plan = self._plan(options)
-        if self._should_auto_compact(text, plan, spec):
+        sent = content_text(sendable(prompt))  # with the data parts' text
+        if self._should_auto_compact(sent, plan, spec):
             branch = self.compact(keep=self.auto_compact_keep, model=options.model)
             sink.on_notice(f"context was past {self.auto_compact:.0%}: compacted into {branch}")
             plan = self._plan(options)
-        self.check_fits(text, plan.parent, spec)
+        self.check_fits(sent, plan.parent, spec)
         request = self._request(prompt, options, plan.parent)
         started = time.time()
         got = Collected()

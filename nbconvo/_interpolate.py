@@ -12,8 +12,14 @@ descriptors (properties, methods, ...) and ``__dunder__`` names are refused, exc
 ``__slots__`` members and named-tuple fields, whose getters are C code; indexing only
 happens on exact ``dict`` (by comparing keys of the exact same type, never hashing into it),
 ``list``, ``tuple`` and ``str`` instances; names come from the namespace only, never from
-builtins. The one exception is the final ``str(value)``, which runs the value's
-``__str__``; if that raises, ``interpolate`` raises ``UsageError``.
+builtins. The value found is then rendered for the model by ``_values`` within a token
+budget (``{name!full}`` lifts it): text, numbers and containers inline, tables and arrays
+as data parts of their own; only a plain object's own ``__str__`` (or
+``_repr_markdown_``) runs, and one that raises is named in the text, not raised.
+
+``fill`` also says, in one line each, what the user should know before reading the
+answer: a placeholder sent as written because no variable has its name (a typo), and
+each value's size and what its budget left out.
 """
 
 from __future__ import annotations
@@ -23,17 +29,21 @@ import inspect
 import re
 import types
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from nbconvo._errors import UsageError
+from nbconvo._parts import DataPart, Part, Parts, TextPart, content_text, sendable
+from nbconvo._values import DEFAULT_VALUE_TOKENS, FULL_VALUE_TOKENS, render_value
 
-__all__ = ["interpolate", "placeholders"]
+__all__ = ["Filled", "fill", "interpolate", "placeholders"]
 
 _NAME = r"[^\W\d]\w*"
 # Index digits are capped so int() never meets Python's digit limit.
 _TRAILER = r"""\.[^\W\d]\w*|\[(?:-?[0-9]{1,18}|"[^"\\\r\n{}]*"|'[^'\\\r\n{}]*')\]"""
 _EXPR = rf"{_NAME}(?:{_TRAILER})*"
 # The escape alternative comes first so that ``{{x}}`` is one escape, not a placeholder.
-_TOKEN = re.compile(rf"\{{\{{(?P<escaped>{_EXPR})\}}\}}|\{{(?P<expr>{_EXPR})\}}")
+_TOKEN = re.compile(
+    rf"\{{\{{(?P<escaped>{_EXPR}(?:!full)?)\}}\}}|\{{(?P<expr>{_EXPR})(?P<full>!full)?\}}"
+)
 _STEP = re.compile(
     r"""\.(?P<attr>[^\W\d]\w*)|\[(?:(?P<index>-?[0-9]+)|"(?P<dq>[^"]*)"|'(?P<sq>[^']*)')\]"""
 )
@@ -119,31 +129,73 @@ def _resolve(expr: str, namespace: Mapping[str, object]) -> object:
     return value
 
 
-def interpolate(text: str, namespace: Mapping[str, object]) -> str:
-    """Replace each ``{expr}`` whose lookup succeeds with ``str(value)``; see the module doc.
+@dataclass(frozen=True)
+class Filled:
+    """A cell's text with its placeholders filled: text and data parts, and lines for
+    the footer: what each value became, and what to check (a placeholder sent as
+    written)."""
 
-    Raises ``UsageError`` only when the value's own ``__str__`` fails.
-    """
+    parts: Parts
+    attached: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
-    def replace(match: re.Match[str]) -> str:
+
+def fill(
+    text: str,
+    namespace: Mapping[str, object],
+    budget: int = DEFAULT_VALUE_TOKENS,
+    full_budget: int = FULL_VALUE_TOKENS,
+) -> Filled:
+    """Replace each ``{expr}`` whose lookup succeeds with its value rendered for the
+    model (see the module doc); never raises for a value."""
+    parts: list[Part] = []
+    attached: list[str] = []
+    warnings: list[str] = []
+    written: list[str] = []  # text since the last data part
+    add_text = written.append
+    position = 0
+    for match in _TOKEN.finditer(text):
+        add_text(text[position : match.start()])
+        position = match.end()
         escaped = match.group("escaped")
         if escaped is not None:
-            return "{" + escaped + "}"
+            add_text("{" + escaped + "}")
+            continue
         expr = match.group("expr")
         value = _resolve(expr, namespace)
         if value is _MISSING:
-            return match.group()
-        if type(value) is str:
-            return value
-        try:
-            return str(value)
-        except Exception as exc:
-            raise UsageError(
-                f"{{{expr}}} could not be turned into text: its __str__ raised "
-                f"{type(exc).__name__}. Write {{{{{expr}}}}} to send it literally."
-            ) from exc
+            add_text(match.group())
+            warnings.append(_missing_note(expr, namespace))
+            continue
+        limit = full_budget if match.group("full") else budget
+        rendered = render_value(expr, value, limit)
+        if rendered.block:
+            if written:
+                parts.append(TextPart("".join(written)))
+                written.clear()
+            parts.append(DataPart(expr, rendered.text, summary=rendered.summary))
+            attached.append(rendered.note(expr))
+        else:
+            add_text(rendered.text)
+            if rendered.left_out:
+                attached.append(rendered.note(expr))
+    add_text(text[position:])
+    if written:
+        parts.append(TextPart("".join(written)))
+    once = dict.fromkeys
+    return Filled(tuple(parts) or (TextPart(""),), tuple(once(attached)), tuple(once(warnings)))
 
-    return _TOKEN.sub(replace, text)
+
+def _missing_note(expr: str, namespace: Mapping[str, object]) -> str:
+    head = _HEAD.match(expr)
+    if head is not None and head.group() not in namespace:
+        return f"sent `{{{expr}}}` as written: no variable of that name"
+    return f"sent `{{{expr}}}` as written: that lookup failed or is not allowed"
+
+
+def interpolate(text: str, namespace: Mapping[str, object]) -> str:
+    """The text ``fill`` makes, data parts written in place (as a provider gets them)."""
+    return content_text(sendable(fill(text, namespace).parts))
 
 
 def placeholders(text: str) -> list[str]:

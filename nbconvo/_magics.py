@@ -26,7 +26,8 @@ from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, sp
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
 from nbconvo._display import StreamingMarkdown, show_html, show_markdown
 from nbconvo._errors import NbconvoError, UsageError
-from nbconvo._interpolate import interpolate
+from nbconvo._interpolate import Filled, fill
+from nbconvo._parts import DataPart, TextPart, text_of
 from nbconvo._render import (
     branches_markdown,
     footer_html,
@@ -75,6 +76,7 @@ SETTING_TRAITS = (
     "llama_n_ctx",
     "auto_compact",
     "auto_compact_keep",
+    "value_tokens",
 )
 
 
@@ -117,6 +119,9 @@ class ConvoMagics(Magics):
     auto_compact_keep = Int(2, min=0, help="turns kept verbatim by automatic compaction").tag(
         config=True
     )
+    value_tokens = Int(
+        1500, min=50, help="tokens each {value} of a prompt may take ({name!full} lifts it)"
+    ).tag(config=True)
 
     def __init__(self, shell: Any, session: Session | None = None) -> None:
         super().__init__(shell)  # applies the `%config` values given so far
@@ -148,6 +153,7 @@ class ConvoMagics(Magics):
     @argument("--max-tokens", type=int, help="maximum answer length in tokens")
     @argument("-o", "--out", help="also store the answer text in this variable")
     @argument("--raw", action="store_true", help="send the cell as written: no {var} interpolation")
+    @argument("--error", action="store_true", help="add the notebook's last error and its cell")
     @argument("--id", help="stable identity for this cell where the front end sends no cell id")
     @argument("--fork", type=int, metavar="N", help="fork at turn N first, then send")
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
@@ -165,7 +171,15 @@ class ConvoMagics(Magics):
         if args.max_tokens is not None and args.max_tokens < 1:
             raise UsageError("--max-tokens must be a positive whole number")
         convo = self.session.get(args.convo)
-        text = cell if args.raw else interpolate(cell, self._user_ns())
+        cell = cell.strip("\n")
+        settings = self.session.settings
+        if args.raw:
+            filled = Filled((TextPart(cell),))
+        else:
+            filled = fill(cell, self._user_ns(), settings.value_tokens)
+        if args.error:
+            filled = self._with_last_error(filled, settings.value_tokens)
+        text = text_of(filled.parts)
         options = TurnOptions(
             model=args.model,
             temperature=args.temperature,
@@ -183,11 +197,11 @@ class ConvoMagics(Magics):
         convo.auto_compact = self.session.settings.auto_compact or None
         convo.auto_compact_keep = self.session.settings.auto_compact_keep
         output = StreamingMarkdown(stream=not args.no_stream and self.session.settings.stream)
-        notices: list[str] = []
+        notices: list[str] = list(filled.warnings)
         output.start()
         sink = StreamSink(on_text=output.feed, on_notice=notices.append)
         try:
-            turn = convo.ask(text.strip("\n"), sink=sink, options=options)
+            turn = convo.ask(filled.parts, sink=sink, options=options)
         except NbconvoError:
             if output.text:
                 output.finish()
@@ -198,10 +212,32 @@ class ConvoMagics(Magics):
         if args.out:
             self._user_ns()[args.out] = turn.answer
         footer = footer_text(convo, turn, convo.meter)
+        for line in filled.attached:
+            footer += f" · {line}"
         notices.extend(self.session.take_notices())
         for notice in notices:
             footer += f" · ⚠ {notice}"
         show_html(footer_html(footer), footer)
+
+    def _with_last_error(self, filled: Filled, budget: int) -> Filled:
+        """``filled`` with the notebook's last error (and its cell) after the text."""
+        import sys
+
+        from nbconvo._values import render_exception
+
+        error = getattr(sys, "last_value", None)
+        if error is None:
+            raise UsageError("--error: there is no error in this kernel yet; nothing was sent")
+        names = getattr(getattr(self.shell, "compile", None), "_filename_map", {})
+
+        def cell_name(filename: str) -> str | None:
+            number = names.get(filename)
+            return f"In[{number}]" if number is not None else None
+
+        rendered = render_exception(error, cell_name, budget)
+        part = DataPart("last error", rendered.text, summary=rendered.summary)
+        attached = (*filled.attached, rendered.note("last error"))
+        return Filled((*filled.parts, part), attached, filled.warnings)
 
     # --- %convo --------------------------------------------------------------------
     @line_magic

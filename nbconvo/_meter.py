@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nbconvo._tokens import PER_MESSAGE, REPLY_PRIMER, count_text
+from nbconvo._parts import sendable
+from nbconvo._tokens import PER_MESSAGE, REPLY_PRIMER, count_content, count_text
 from nbconvo._tree import ConversationTree, Turn
 
 State = Literal["ok", "warn", "over", "unknown"]
@@ -81,7 +82,11 @@ class TokenLedger:
             else:
                 self.own[turn.id] = (
                     2 * PER_MESSAGE
-                    + count_text(turn.prompt, self.encoding)
+                    + (
+                        count_content(sendable(turn.prompt_parts), self.encoding)
+                        if turn.prompt_parts
+                        else count_text(turn.prompt, self.encoding)
+                    )
                     + count_text(turn.answer, self.encoding)
                 )
         return self.own[turn.id]

@@ -45,11 +45,14 @@ class ImagePart:
 @dataclass(frozen=True)
 class DataPart:
     """A notebook value rendered for the model (``text``), with the expression it came
-    from: what was sent is kept, whatever the variable holds later."""
+    from and a few words about it (``summary``: "pandas DataFrame, 1,000 × 12"): what
+    was sent is kept, whatever the variable holds later. It goes to every provider as
+    text, set apart from the words around it by blank lines."""
 
     expression: str
     text: str
     media_type: str = "text/markdown"
+    summary: str = ""
     kind: Literal["data"] = "data"
 
 
@@ -103,8 +106,41 @@ DESCRIPTIONS = {
 
 
 def text_of(parts: Iterable[Part]) -> str:
-    """The text a person reads: text parts joined (other kinds have their own views)."""
-    return "".join(p.text for p in parts if isinstance(p, TextPart))
+    """The text a person reads: text parts joined, a data part as the ``{expression}``
+    it came from (other kinds have their own views)."""
+    return "".join(
+        p.text if isinstance(p, TextPart) else "{" + p.expression + "}"
+        for p in parts
+        if isinstance(p, TextPart | DataPart)
+    )
+
+
+def sendable(parts: Parts) -> Content:
+    """A prompt as it goes to a provider: each data part as its text between blank
+    lines, text merged; a plain string when only text remains."""
+    if not any(isinstance(p, DataPart) for p in parts):
+        return content_of(parts)
+    out: list[Part] = []
+    after_data = False
+    for part in parts:
+        if not isinstance(part, TextPart | DataPart):
+            out.append(part)
+            after_data = False
+            continue
+        previous = out[-1] if out else None
+        last = previous.text if isinstance(previous, TextPart) else ""
+        if isinstance(previous, TextPart):
+            out.pop()
+        if isinstance(part, DataPart):
+            last = last.rstrip(" \t")
+            text = (f"{last}\n\n" if last else "") + f"{part.text}\n\n"
+        else:
+            text = last + (part.text.lstrip(" \t") if after_data else part.text)
+        out.append(TextPart(text))
+        after_data = isinstance(part, DataPart)
+    if after_data and isinstance(out[-1], TextPart):
+        out[-1] = TextPart(out[-1].text.rstrip("\n"))
+    return content_of(tuple(out))
 
 
 def content_text(content: Content) -> str:

@@ -43,6 +43,7 @@ class Settings:
     llama_n_ctx: int = DEFAULT_LLAMA_N_CTX  # the in-process model's window
     auto_compact: float = 0.0  # compact before a turn past this fraction (0: off)
     auto_compact_keep: int = 2  # turns kept verbatim by automatic compaction
+    value_tokens: int = 1500  # each {value}'s budget in a prompt (NBCONVO_VALUE_TOKENS)
 
     @property
     def autosave_off(self) -> bool:
@@ -113,6 +114,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "llama_n_ctx": ("NBCONVO_LLAMA_N_CTX", _whole(1), "a whole number > 0, e.g. 8192"),
     "auto_compact": ("NBCONVO_AUTO_COMPACT", _fraction, "a fraction from 0 to 1"),
     "auto_compact_keep": ("NBCONVO_AUTO_COMPACT_KEEP", _whole(0), "a whole number ≥ 0"),
+    "value_tokens": ("NBCONVO_VALUE_TOKENS", _whole(50), "a whole number ≥ 50, e.g. 1500"),
 }
 
 

@@ -28,11 +28,6 @@ from tests.support.fakes.openai_server import FakeOpenAI
 from tests.support.helpers import FAKE_KEY
 
 
-class Unprintable:
-    def __str__(self) -> str:
-        raise RuntimeError("no text for you")
-
-
 @dataclass
 class Ctx:
     shell: InteractiveShell
@@ -142,7 +137,6 @@ CATALOGUE: list[tuple[str, str, str, Setup | None]] = [
     ("blank-after-interpolation", "%%turn\n{blank}", "the turn is empty", variable("blank", "  ")),
     ("prompt-over-window", "%%turn\n" + "word " * 400, "but the window of openai:gpt-test is 100", window(100)),
     ("huge-cell-over-window", "%%turn\n" + HUGE, "nothing was sent", window(10_000)),
-    ("broken-interpolation", "%%turn\nsee {thing}", "could not be turned into text", variable("thing", Unprintable())),
     # files: missing, corrupt, non-UTF-8, foreign, future, unwritable
     ("load-missing-file", "%convo load {tmp}/missing.json", "no file at", None),
     ("load-corrupt-autosave", "%convo load {tmp}/corrupt.json", "corrupt.json", write("corrupt.json", '{"format": "nbconvo", "vers')),

@@ -11,7 +11,8 @@ describe a higher one's object does it with a ``Protocol`` of its own.
     persistence  the portable document, the SQLite store, replay cassettes
     engine       a conversation: its requests, running a turn, summaries, transcripts
     session      a kernel's conversations and their store
-    ui           magics, display, widget, command line, the package's public face
+    ui           magics, display, widget, notebook values, command line, the package's
+                 public face
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engine", {"_stream", "_compact", "_conversation", "_transcript"}),
     ("session", {"_session"}),
     ("ui", {"", "_render", "_display", "_widget", "_widget_protocol", "_magics", "_commands",
-            "_interpolate", "_notebook", "_cli", "_kernelclient"}),
+            "_interpolate", "_values", "_notebook", "_cli", "_kernelclient"}),
 ]
 RANK = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 NAME = {rank: name for rank, (name, _) in enumerate(LAYERS)}

@@ -46,7 +46,7 @@ def test_every_part_kind_survives_json() -> None:
     for part in parts:
         assert part_from_json(json.loads(json.dumps(part_to_json(part)))) == part
     assert "bytes" in repr(parts[1]) and PNG[:8].hex() not in repr(parts[1])
-    assert text_of(parts) == "hello"
+    assert text_of(parts) == "hello{df}"  # a data part reads as the placeholder it filled
     assert content_of((TextPart("a"), TextPart("b"))) == "ab"  # all text: a plain string
     with pytest.raises(ValueError, match="unknown part kind"):
         part_from_json({"kind": "hologram"})

@@ -28,6 +28,7 @@ EVERYTHING = {
     "NBCONVO_LLAMA_N_CTX": "4096",
     "NBCONVO_AUTO_COMPACT": "0.9",
     "NBCONVO_AUTO_COMPACT_KEEP": "3",
+    "NBCONVO_VALUE_TOKENS": "800",
 }
 
 
@@ -55,6 +56,7 @@ def test_every_variable_is_read() -> None:
         llama_n_ctx=4096,
         auto_compact=0.9,
         auto_compact_keep=3,
+        value_tokens=800,
     )
     assert settings.autosave_off
     assert {variable_for(name) for name in Settings.__dataclass_fields__} == set(EVERYTHING)
@@ -71,6 +73,7 @@ def test_every_variable_is_read() -> None:
         ("NBCONVO_LLAMA_N_CTX", "0", "8192"),
         ("NBCONVO_AUTO_COMPACT", "1.5", "0.0"),
         ("NBCONVO_AUTO_COMPACT_KEEP", "two", "2"),
+        ("NBCONVO_VALUE_TOKENS", "10", "1500"),
     ],
 )
 def test_a_value_that_cannot_be_used_is_one_line_and_the_default(
