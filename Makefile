@@ -77,6 +77,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 	mkdir -p bench/out
 	$(PY) bench/bench_meter.py | tee bench/out/meter.txt
 	$(PY) bench/bench_widget.py | tee bench/out/widget.txt
+	$(PY) bench/bench_values.py | tee bench/out/values.txt
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_turn.py
 	$(PY) bench/bench_stream.py

@@ -419,8 +419,12 @@ def main() -> int:
             ]
 
     # earlier benchmarks
-    lines += ["## Meter and widget (earlier benchmarks, run by `make bench` too)", ""]
-    for name, title in (("meter", "bench/bench_meter.py"), ("widget", "bench/bench_widget.py")):
+    lines += ["## Meter, widget and notebook values (run by `make bench` too)", ""]
+    for name, title in (
+        ("meter", "bench/bench_meter.py"),
+        ("widget", "bench/bench_widget.py"),
+        ("values", "bench/bench_values.py"),
+    ):
         body = text(name)
         lines += [f"`{title}`:", "", "```", body or "not run", "```", ""]
 
