@@ -30,9 +30,10 @@ from nbconvo._events import (
     TurnAdded,
     Undone,
 )
+from nbconvo._images import rule_for
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
-from nbconvo._parts import Part, Parts, TextPart, content_of, content_text, sendable, text_of
+from nbconvo._parts import Content, Part, Parts, TextPart, content_of, sendable, text_of
 from nbconvo._settings import Settings, process_settings
 from nbconvo._stream import Collected, StreamSink, collect
 from nbconvo._tokens import count_messages, count_text, encoding_for
@@ -195,7 +196,7 @@ class Conversation:
     def meter_at(
         self,
         head: int | None,
-        pending: str | None = None,
+        pending: Content | None = None,
         spec: str | None = None,
         *,
         bound: bool = False,
@@ -207,9 +208,9 @@ class Conversation:
             model = self.model_spec(spec)
         except NbconvoError:
             model = ""
-        encoding = encoding_for(model)
-        if self._ledger.encoding != encoding:  # another model: count afresh with its encoding
-            self._ledger = TokenLedger(encoding=encoding)
+        encoding, images = encoding_for(model), rule_for(model.partition(":")[0])
+        if (self._ledger.encoding, self._ledger.images) != (encoding, images):
+            self._ledger = TokenLedger(encoding=encoding, images=images)  # count afresh
         return self._ledger.reading(
             self.tree,
             head,
@@ -330,7 +331,7 @@ class Conversation:
             seed=self.seed,
         )
 
-    def check_fits(self, text: str, parent: int | None, spec: str) -> None:
+    def check_fits(self, text: Content, parent: int | None, spec: str) -> None:
         # Most prompts fit by far: when even an upper bound of the new text fits, the
         # turn need not wait for the tokenizer to load (a provider that reports usage
         # then never needs it).
@@ -366,7 +367,7 @@ class Conversation:
         spec = self.model_spec(options.model)
         provider = self.provider(spec)  # unknown provider or missing key: nothing changed yet
         plan = self._plan(options)
-        sent = content_text(sendable(prompt))  # with the data parts' text
+        sent = sendable(prompt)  # with the data parts' text, and the images
         if self._should_auto_compact(sent, plan, spec):
             branch = self.compact(keep=self.auto_compact_keep, model=options.model)
             sink.on_notice(f"context was past {self.auto_compact:.0%}: compacted into {branch}")
@@ -406,7 +407,7 @@ class Conversation:
             )
         return turn
 
-    def _should_auto_compact(self, text: str, plan: _Plan, spec: str) -> bool:
+    def _should_auto_compact(self, text: Content, plan: _Plan, spec: str) -> bool:
         if not self.auto_compact or plan.rerun is not None or plan.fork_name is not None:
             return False
         if len(self.path) <= self.auto_compact_keep:
@@ -440,7 +441,8 @@ class Conversation:
             input_tokens, output_tokens = got.usage.input_tokens, got.usage.output_tokens
         else:
             encoding = encoding_for(spec)
-            input_tokens = count_messages(request.all_messages(), encoding)
+            images = rule_for(spec.partition(":")[0])
+            input_tokens = count_messages(request.all_messages(), encoding, images)
             output_tokens = count_text(answer, encoding)
         params = {
             k: v

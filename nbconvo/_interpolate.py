@@ -30,9 +30,19 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+from nbconvo._errors import UsageError
+from nbconvo._images import image_part
 from nbconvo._parts import DataPart, Part, Parts, TextPart, content_text, sendable
-from nbconvo._values import DEFAULT_VALUE_TOKENS, FULL_VALUE_TOKENS, render_value
+from nbconvo._tokens import count_text
+from nbconvo._values import (
+    DEFAULT_VALUE_TOKENS,
+    FULL_VALUE_TOKENS,
+    image_note,
+    image_of,
+    render_value,
+)
 
 __all__ = ["Filled", "fill", "interpolate", "placeholders"]
 
@@ -153,6 +163,13 @@ def fill(
     warnings: list[str] = []
     written: list[str] = []  # text since the last data part
     add_text = written.append
+
+    def flush() -> None:
+        joined = "".join(written)
+        if joined:
+            parts.append(TextPart(joined))
+        written.clear()
+
     position = 0
     for match in _TOKEN.finditer(text):
         add_text(text[position : match.start()])
@@ -167,12 +184,16 @@ def fill(
             add_text(match.group())
             warnings.append(_missing_note(expr, namespace))
             continue
+        image = image_of(expr, value)
+        if image is not None:
+            flush()
+            parts.append(image)
+            attached.append(image_note(expr, image))
+            continue
         limit = full_budget if match.group("full") else budget
         rendered = render_value(expr, value, limit)
         if rendered.block:
-            if written:
-                parts.append(TextPart("".join(written)))
-                written.clear()
+            flush()
             parts.append(DataPart(expr, rendered.text, summary=rendered.summary))
             attached.append(rendered.note(expr))
         else:
@@ -180,8 +201,7 @@ def fill(
             if rendered.left_out:
                 attached.append(rendered.note(expr))
     add_text(text[position:])
-    if written:
-        parts.append(TextPart("".join(written)))
+    flush()
     once = dict.fromkeys
     return Filled(tuple(parts) or (TextPart(""),), tuple(once(attached)), tuple(once(warnings)))
 
@@ -191,6 +211,54 @@ def _missing_note(expr: str, namespace: Mapping[str, object]) -> str:
     if head is not None and head.group() not in namespace:
         return f"sent `{{{expr}}}` as written: no variable of that name"
     return f"sent `{{{expr}}}` as written: that lookup failed or is not allowed"
+
+
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+TEXT_SUFFIXES = {
+    ".txt": "", ".md": "markdown", ".rst": "rst", ".py": "python", ".ipynb": "json",
+    ".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".yaml": "yaml",
+    ".yml": "yaml", ".toml": "toml", ".ini": "ini", ".cfg": "ini", ".sql": "sql",
+    ".js": "javascript", ".ts": "typescript", ".html": "html", ".css": "css", ".sh": "bash",
+    ".r": "r", ".jl": "julia", ".c": "c", ".h": "c", ".cpp": "cpp", ".rs": "rust",
+    ".go": "go", ".java": "java", ".log": "", ".xml": "xml",
+}  # fmt: skip
+
+
+def attachment(path: str, budget: int = FULL_VALUE_TOKENS) -> tuple[Part, str]:
+    """A file for ``--attach``: an image part, or a text or code file as fenced text in a
+    data part; and the footer's line. Anything else is one line, and nothing is sent."""
+    file = Path(path).expanduser()
+    suffix = file.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES and suffix not in TEXT_SUFFIXES:
+        kind = "PDF files" if suffix == ".pdf" else f"{suffix or 'extensionless'} files"
+        raise UsageError(
+            f"--attach {path}: {kind} cannot be attached yet; attach an image (PNG, JPEG, "
+            "GIF, WebP) or a text or code file; nothing was sent"
+        )
+    try:
+        size = file.stat().st_size
+        if size > MAX_ATTACHMENT_BYTES:
+            raise UsageError(
+                f"--attach {path}: the file is {size / 1024 / 1024:.1f} MB, more than "
+                f"{MAX_ATTACHMENT_BYTES // 1024 // 1024} MB: make it smaller; nothing was sent"
+            )
+        data = file.read_bytes()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UsageError(f"--attach {path}: cannot read it ({reason}); nothing was sent") from None
+    if suffix in IMAGE_SUFFIXES:
+        image = image_part(data, name=file.name)
+        return image, image_note(file.name, image)
+    text = data.decode("utf-8", errors="replace")
+    fence = "````" if "```" in text else "```"
+    body = f"`{file.name}`:\n\n{fence}{TEXT_SUFFIXES[suffix]}\n{text.rstrip()}\n{fence}"
+    rendered = render_value(file.name, body, budget)
+    lines = text.count("\n") + (not text.endswith("\n"))
+    summary = f"file, {lines:,} lines"
+    part = DataPart(file.name, rendered.text, media_type="text/plain", summary=summary)
+    cut = f" ({rendered.left_out} left out)" if rendered.left_out else ""
+    return part, f"{file.name}: {summary} → {count_text(rendered.text):,} tokens{cut}"
 
 
 def interpolate(text: str, namespace: Mapping[str, object]) -> str:

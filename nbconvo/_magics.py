@@ -26,7 +26,7 @@ from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, sp
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
 from nbconvo._display import StreamingMarkdown, show_html, show_markdown
 from nbconvo._errors import NbconvoError, UsageError
-from nbconvo._interpolate import Filled, fill
+from nbconvo._interpolate import Filled, attachment, fill
 from nbconvo._parts import DataPart, TextPart, text_of
 from nbconvo._render import (
     branches_markdown,
@@ -154,6 +154,14 @@ class ConvoMagics(Magics):
     @argument("-o", "--out", help="also store the answer text in this variable")
     @argument("--raw", action="store_true", help="send the cell as written: no {var} interpolation")
     @argument("--error", action="store_true", help="add the notebook's last error and its cell")
+    @argument(
+        "-a",
+        "--attach",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="add a file: an image, or a text or code file (repeatable)",
+    )
     @argument("--id", help="stable identity for this cell where the front end sends no cell id")
     @argument("--fork", type=int, metavar="N", help="fork at turn N first, then send")
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
@@ -179,6 +187,9 @@ class ConvoMagics(Magics):
             filled = fill(cell, self._user_ns(), settings.value_tokens)
         if args.error:
             filled = self._with_last_error(filled, settings.value_tokens)
+        for path in args.attach:
+            part, line = attachment(path)
+            filled = Filled((*filled.parts, part), (*filled.attached, line), filled.warnings)
         text = text_of(filled.parts)
         options = TurnOptions(
             model=args.model,
@@ -189,7 +200,7 @@ class ConvoMagics(Magics):
             execution=self.tracker.execution,
             source=cell,
         )
-        if not text.strip():
+        if not text.strip() and all(isinstance(p, TextPart) for p in filled.parts):
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
         if args.fork is not None:
             convo.tree.at_position(args.fork)  # out of range: fail before anything is sent

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nbconvo._parts import sendable
+from nbconvo._images import Rule, tokens_of
+from nbconvo._parts import Content, ImagePart, content_text, sendable
 from nbconvo._tokens import PER_MESSAGE, REPLY_PRIMER, count_content, count_text
 from nbconvo._tree import ConversationTree, Turn
 
@@ -70,6 +71,7 @@ class TokenLedger:
     """Per-turn token totals, cached by turn id."""
 
     encoding: str = "cl100k_base"
+    images: Rule = "openai"  # the provider's rule for an image's tokens
     own: dict[int, int] = field(default_factory=dict)
     total: dict[int, tuple[int, bool]] = field(default_factory=dict)  # (tokens, anchored)
 
@@ -83,7 +85,7 @@ class TokenLedger:
                 self.own[turn.id] = (
                     2 * PER_MESSAGE
                     + (
-                        count_content(sendable(turn.prompt_parts), self.encoding)
+                        count_content(sendable(turn.prompt_parts), self.encoding, self.images)
                         if turn.prompt_parts
                         else count_text(turn.prompt, self.encoding)
                     )
@@ -117,7 +119,7 @@ class TokenLedger:
         head: int | None,
         *,
         system: str | None,
-        pending: str | None,
+        pending: Content | None,
         window: int | None,
         model: str = "",
         bound: bool = False,
@@ -130,6 +132,9 @@ class TokenLedger:
             tokens += REPLY_PRIMER + (PER_MESSAGE + count(system, self.encoding) if system else 0)
         exact = anchored and (head is None or tree.turns[head].usage_exact)
         if pending:
-            tokens += PER_MESSAGE + count(pending, self.encoding)
+            text = content_text(pending)
+            images = () if isinstance(pending, str) else pending
+            tokens += PER_MESSAGE + count(text, self.encoding) if text else PER_MESSAGE
+            tokens += sum(tokens_of(p, self.images) for p in images if isinstance(p, ImagePart))
             exact = False
         return TokenMeter(used=tokens, window=window, exact=exact, model=model)

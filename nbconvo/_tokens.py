@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
+from nbconvo._images import Rule, tokens_of
 from nbconvo._parts import Content, ImagePart
 from nbconvo._types import Message
 
@@ -70,22 +71,24 @@ def count_text(text: str, encoding: str = FALLBACK) -> int:
     return _encoder(encoding)(text) if text else 0
 
 
-# An image's tokens until each provider's published rule is applied (issue #16): about a
-# 1024×1024 image at OpenAI's high detail.
-IMAGE_TOKENS_ESTIMATE = 765
-
-
-def count_content(content: Content, encoding: str = FALLBACK) -> int:
+def count_content(content: Content, encoding: str = FALLBACK, images: Rule = "openai") -> int:
+    """Tokens of a message's content: text by ``encoding``, images by the provider's
+    published rule (``_images``)."""
     if isinstance(content, str):
         return count_text(content, encoding)
     total = 0
     for part in content:
         if isinstance(part, ImagePart):
-            total += IMAGE_TOKENS_ESTIMATE
+            total += tokens_of(part, images)
         else:
             total += count_text(getattr(part, "text", "") or "", encoding)
     return total
 
 
-def count_messages(messages: list[Message], encoding: str = FALLBACK) -> int:
-    return sum(PER_MESSAGE + count_content(m["content"], encoding) for m in messages) + REPLY_PRIMER
+def count_messages(
+    messages: list[Message], encoding: str = FALLBACK, images: Rule = "openai"
+) -> int:
+    return (
+        sum(PER_MESSAGE + count_content(m["content"], encoding, images) for m in messages)
+        + REPLY_PRIMER
+    )

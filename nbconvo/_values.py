@@ -25,6 +25,7 @@ import collections
 import dataclasses
 import datetime
 import decimal
+import io
 import linecache
 import re
 import sys
@@ -33,6 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nbconvo._errors import UsageError
+from nbconvo._images import image_part, size_of
+from nbconvo._parts import ImagePart
 from nbconvo._tokens import count_text
 
 DEFAULT_VALUE_TOKENS = 1500
@@ -559,3 +563,37 @@ def render_exception(
     if count(rendered.text) <= budget:
         return rendered
     return _cut(rendered, "the last error", budget, count)
+
+
+# -- images ------------------------------------------------------------------------------
+
+_matplotlib_figure = _is("matplotlib.figure", "Figure")
+_pil_image = _is("PIL.Image", "Image")
+_ipython_image = _is("IPython.core.display", "Image")
+
+
+def image_of(expression: str, value: object) -> ImagePart | None:
+    """A matplotlib Figure, a PIL image or an ``IPython.display.Image`` as an image part
+    (PNG, drawn by its own library), else None."""
+    if _matplotlib_figure(value):
+        out = io.BytesIO()
+        value.savefig(out, format="png", metadata={"Software": None})  # type: ignore[attr-defined]
+        return image_part(out.getvalue(), name=expression)
+    if _pil_image(value):
+        out = io.BytesIO()
+        value.save(out, format="PNG")  # type: ignore[attr-defined]
+        return image_part(out.getvalue(), name=expression)
+    if _ipython_image(value):
+        data = getattr(value, "data", None)
+        if not isinstance(data, bytes):
+            raise UsageError(
+                f"`{{{expression}}}` is an Image with no bytes (a URL): make it with "
+                "Image(filename=...) or Image(data=...); nothing was sent"
+            )
+        return image_part(data, name=expression)
+    return None
+
+
+def image_note(expression: str, part: ImagePart) -> str:
+    width, height = size_of(part)
+    return f"{expression}: image {width:,} × {height:,} px"

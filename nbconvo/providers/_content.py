@@ -10,6 +10,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from nbconvo._images import Rule, fit
 from nbconvo._parts import Content, ImagePart, Part, TextPart, as_parts, refuse
 from nbconvo._types import Message
 
@@ -19,14 +20,16 @@ def blocks(
     label: str,
     text: Callable[[str], dict[str, Any]],
     image: Callable[[ImagePart], dict[str, Any]] | None,
+    rule: Rule = "openai",
 ) -> list[dict[str, Any]]:
-    """``content`` as a list of wire blocks: ``text`` and ``image`` build one each."""
+    """``content`` as a list of wire blocks: ``text`` and ``image`` build one each; an
+    image is first scaled down to the provider's limits (``rule``)."""
     out: list[dict[str, Any]] = []
     for part in as_parts(content):
         if isinstance(part, TextPart):
             out.append(text(part.text))
         elif isinstance(part, ImagePart) and image is not None:
-            out.append(image(part))
+            out.append(image(fit(part, rule)))
         else:
             raise refuse(part, label)
     return out
@@ -69,6 +72,7 @@ def anthropic_blocks(content: Content, label: str) -> list[dict[str, Any]]:
             "type": "image",
             "source": {"type": "base64", "media_type": image.media_type, "data": image.base64()},
         },
+        "anthropic",
     )
 
 
@@ -85,4 +89,5 @@ def gemini_parts(content: Content, label: str) -> list[dict[str, Any]]:
                 "mime_type": image.media_type,
             }
         },
+        "gemini",
     )

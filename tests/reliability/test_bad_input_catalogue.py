@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,42 @@ def variable(name: str, value: object) -> Setup:
     return setup
 
 
+def file(name: str, data: bytes = b"", size: int | None = None) -> Setup:
+    """A file in the test's folder ({tmp}): ``data``, or ``size`` bytes of a sparse file."""
+
+    def setup(ctx: Ctx) -> None:
+        path = ctx.folder / name
+        path.write_bytes(data)
+        if size is not None:
+            with path.open("r+b") as handle:
+                handle.truncate(size)
+
+    return setup
+
+
+def bmp_named_png(ctx: Ctx) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(ctx.folder / "old.png", format="BMP")
+
+
+def no_error_yet(ctx: Ctx) -> None:
+    ctx.monkeypatch.delattr(sys, "last_value", raising=False)
+
+
+def figure_for_copilot(ctx: Ctx) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(2, 2))
+    figure.subplots().plot([1, 2, 3])
+    ctx.shell.user_ns["fig"] = figure
+    ctx.monkeypatch.setenv("NBCONVO_M365_TOKEN", "copilot-test-token")
+    ctx.monkeypatch.setenv("NBCONVO_M365_BASE_URL", "http://127.0.0.1:9/beta")
+
+
 VALID = {"format": "nbconvo", "version": 1}
 HUGE = "word " * 400_000  # 2 MB
 
@@ -97,6 +134,16 @@ CATALOGUE: list[tuple[str, str, str, Setup | None]] = [
     ("turn-out-bad-name", "%%turn -o 1x\nhello", "-o/--out needs a Python variable name", None),
     ("turn-max-tokens-zero", "%%turn --max-tokens 0\nhello", "--max-tokens must be a positive", None),
     ("turn-fork-words", "%%turn --fork two\nhello", "invalid int value: 'two'", None),
+    # notebook values, attachments and images (issue #16)
+    ("attach-60-mb-image", "%%turn --attach {tmp}/huge.png\nlook", "the file is 60.0 MB, more than 50 MB", file("huge.png", size=60 * 1024 * 1024)),
+    ("attach-missing-file", "%%turn --attach {tmp}/nowhere.png\nlook", "cannot read it (No such file or directory)", None),
+    ("attach-folder", "%%turn --attach {tmp}\nlook", "cannot be attached yet", None),
+    ("attach-pdf", "%%turn --attach {tmp}/paper.pdf\nread", "PDF files cannot be attached yet", file("paper.pdf", b"%PDF-1.7")),
+    ("attach-word-file", "%%turn --attach {tmp}/memo.docx\nread", ".docx files cannot be attached yet", file("memo.docx", b"PK")),
+    ("attach-not-an-image", "%%turn --attach {tmp}/fake.png\nlook", "could not read the image", file("fake.png", b"not a picture")),
+    ("attach-bmp-image", "%%turn --attach {tmp}/old.png\nlook", "images in BMP are not taken", bmp_named_png),
+    ("figure-to-copilot", "%%turn -m copilot:chat\nexplain {fig}", "copilot:chat does not take an image", figure_for_copilot),
+    ("error-without-error", "%%turn --error\nwhy", "there is no error in this kernel yet", no_error_yet),
     # unknown provider, model or conversation; missing key
     ("model-unknown-provider", "%convo model nope:thing", "unknown provider 'nope'", None),
     ("model-no-prefix", "%convo model gpt-5", "bad model 'gpt-5': write PROVIDER:MODEL", None),
