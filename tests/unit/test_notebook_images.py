@@ -204,8 +204,7 @@ def sdk_body(provider: str, fake: Any, chat: ChatRequest) -> dict[str, Any]:
         for _ in client.models.generate_content_stream(model=chat.model, contents=contents, config=config):
             pass
     assert len(fake.seen) == before + 1
-    body: dict[str, Any] = fake.seen[-1].body
-    return body
+    return last_body(provider, fake)
 
 
 def test_a_data_part_and_an_image_part_go_as_the_official_sdks_send_them(
