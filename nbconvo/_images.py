@@ -149,3 +149,19 @@ def tokens_of(part: ImagePart, rule: Rule) -> int:
     except UsageError:
         width = height = 1024
     return image_tokens(width, height, rule)
+
+
+THUMBNAIL_EDGE = 160
+
+
+@lru_cache(maxsize=64)
+def thumbnail(part: ImagePart, edge: int = THUMBNAIL_EDGE) -> ImagePart:
+    """A small PNG of ``part`` (long edge ``edge``) for the widget: drawn again here, so
+    what the browser gets is always a plain PNG of bounded size."""
+    from PIL import Image
+
+    image = _open(part.data).convert("RGBA")
+    image.thumbnail((edge, edge), Image.Resampling.BICUBIC)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return ImagePart(out.getvalue(), "image/png", name=part.name)

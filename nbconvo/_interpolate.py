@@ -25,6 +25,7 @@ each value's size and what its budget left out.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import inspect
 import re
 import types
@@ -187,7 +188,7 @@ def fill(
         image = image_of(expr, value)
         if image is not None:
             flush()
-            parts.append(image)
+            parts.append(dataclasses.replace(image, placeholder=True))
             attached.append(image_note(expr, image))
             continue
         limit = full_budget if match.group("full") else budget
@@ -256,7 +257,7 @@ def attachment(path: str, budget: int = FULL_VALUE_TOKENS) -> tuple[Part, str]:
     rendered = render_value(file.name, body, budget)
     lines = text.count("\n") + (not text.endswith("\n"))
     summary = f"file, {lines:,} lines"
-    part = DataPart(file.name, rendered.text, media_type="text/plain", summary=summary)
+    part = DataPart(file.name, rendered.text, "text/plain", summary, placeholder=False)
     cut = f" ({rendered.left_out} left out)" if rendered.left_out else ""
     return part, f"{file.name}: {summary} → {count_text(rendered.text):,} tokens{cut}"
 

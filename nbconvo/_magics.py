@@ -246,7 +246,7 @@ class ConvoMagics(Magics):
             return f"In[{number}]" if number is not None else None
 
         rendered = render_exception(error, cell_name, budget)
-        part = DataPart("last error", rendered.text, summary=rendered.summary)
+        part = DataPart("last error", rendered.text, summary=rendered.summary, placeholder=False)
         attached = (*filled.attached, rendered.note("last error"))
         return Filled((*filled.parts, part), attached, filled.warnings)
 

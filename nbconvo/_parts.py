@@ -30,6 +30,7 @@ class ImagePart:
     data: bytes
     media_type: str
     name: str | None = None
+    placeholder: bool = False  # it filled ``{name}`` in the prompt's text
     kind: Literal["image"] = "image"
 
     def base64(self) -> str:
@@ -53,6 +54,7 @@ class DataPart:
     text: str
     media_type: str = "text/markdown"
     summary: str = ""
+    placeholder: bool = True  # it filled ``{expression}`` (an attached file did not)
     kind: Literal["data"] = "data"
 
 
@@ -106,13 +108,17 @@ DESCRIPTIONS = {
 
 
 def text_of(parts: Iterable[Part]) -> str:
-    """The text a person reads: text parts joined, a data part as the ``{expression}``
-    it came from (other kinds have their own views)."""
-    return "".join(
-        p.text if isinstance(p, TextPart) else "{" + p.expression + "}"
-        for p in parts
-        if isinstance(p, TextPart | DataPart)
-    )
+    """The text a person reads: text parts joined, a value or an image that filled a
+    placeholder as that ``{expression}`` (other kinds have their own views)."""
+    out = []
+    for p in parts:
+        if isinstance(p, TextPart):
+            out.append(p.text)
+        elif isinstance(p, DataPart) and p.placeholder:
+            out.append("{" + p.expression + "}")
+        elif isinstance(p, ImagePart) and p.placeholder and p.name:
+            out.append("{" + p.name + "}")
+    return "".join(out)
 
 
 def sendable(parts: Parts) -> Content:
@@ -144,8 +150,10 @@ def sendable(parts: Parts) -> Content:
 
 
 def content_text(content: Content) -> str:
-    """A message's text (its text parts), for counting and for one-line mentions."""
-    return content if isinstance(content, str) else text_of(content)
+    """A message's text as sent (its text parts), for counting and one-line mentions."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextPart))
 
 
 def content_of(parts: Parts) -> Content:
@@ -165,6 +173,8 @@ def part_to_json(part: Part) -> dict[str, Any]:
         out["data"] = part.base64()
         if part.name is not None:
             out["name"] = part.name
+        if part.placeholder:
+            out["placeholder"] = True
         return out
     return {k: v for k, v in vars(part).items()}
 

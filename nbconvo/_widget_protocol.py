@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from nbconvo._errors import UsageError
+from nbconvo._images import size_of, thumbnail
 from nbconvo._meter import State, TokenMeter
+from nbconvo._parts import DataPart, ImagePart, Part
 from nbconvo._tree import ConversationTree, Kind, Status, Turn
 
 PREVIEW_CHARS = 80
@@ -60,6 +63,16 @@ class ResetMessage(TypedDict):
     seq: int  # the tree was replaced by an empty one
 
 
+class AttachmentInfo(TypedDict):
+    """A prompt's notebook value or image, as the details show it."""
+
+    kind: Literal["data", "image"]
+    name: str  # the {expression} or file it came from; untrusted (shown as text)
+    summary: str  # "pandas DataFrame, 1,000 × 12" or "image 640 × 480 px"
+    markdown: str  # a data part's text (untrusted: sanitized Markdown); "" for images
+    thumbnail: str  # an image's thumbnail as a PNG data URL drawn here; "" for data
+
+
 class DetailsMessage(TypedDict):
     kind: Literal["details"]
     id: str
@@ -70,6 +83,7 @@ class DetailsMessage(TypedDict):
     model: str
     status: Status
     error: str | None
+    attachments: list[AttachmentInfo]
 
 
 class ActionResultMessage(TypedDict):
@@ -163,7 +177,36 @@ def details(tree: ConversationTree, request_id: str, turn_id: int) -> DetailsMes
         model=f"{turn.provider}:{turn.model}" if turn.provider else turn.model,
         status=turn.status,
         error=turn.error,
+        attachments=[a for a in map(attachment_info, turn.prompt_parts) if a is not None],
     )
+
+
+def attachment_info(part: Part) -> AttachmentInfo | None:
+    if isinstance(part, DataPart):
+        return AttachmentInfo(
+            kind="data",
+            name=part.expression,
+            summary=part.summary or "notebook value",
+            markdown=part.text,
+            thumbnail="",
+        )
+    if isinstance(part, ImagePart):
+        try:
+            width, height = size_of(part)
+            small = thumbnail(part)
+        except UsageError:
+            return AttachmentInfo(
+                kind="image", name=part.name or "image", summary="unreadable image",
+                markdown="", thumbnail="",
+            )  # fmt: skip
+        return AttachmentInfo(
+            kind="image",
+            name=part.name or "image",
+            summary=f"image {width:,} × {height:,} px",
+            markdown="",
+            thumbnail=small.data_url(),
+        )
+    return None
 
 
 __all__ = [

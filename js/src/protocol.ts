@@ -44,6 +44,14 @@ export interface ResetMessage {
   seq: number;
 }
 
+export interface AttachmentInfo {
+  kind: "data" | "image";
+  name: string; // untrusted: set as text
+  summary: string;
+  markdown: string; // a notebook value's text: untrusted, rendered as sanitized Markdown
+  thumbnail: string; // an image's PNG thumbnail, drawn by the kernel: a data: URL or ""
+}
+
 export interface DetailsMessage {
   kind: "details";
   id: string;
@@ -54,6 +62,7 @@ export interface DetailsMessage {
   model: string;
   status: Status;
   error: string | null;
+  attachments?: AttachmentInfo[];
 }
 
 export interface ActionResultMessage {

@@ -5,7 +5,7 @@
 import { KernelError, type Channel } from "./channel";
 import { layoutRows, type Row } from "./layout";
 import { renderMarkdown } from "./markdown";
-import type { DetailsMessage, MeterInfo, WidgetModel, WidgetState } from "./protocol";
+import type { AttachmentInfo, DetailsMessage, MeterInfo, WidgetModel, WidgetState } from "./protocol";
 
 export const ROW_HEIGHT = 24; // px; fixed so that rows never shift as the tree grows
 export const MAX_VISIBLE_ROWS = 14;
@@ -435,7 +435,12 @@ export class ConvoView {
     prompt.append(renderMarkdown(message.prompt));
     const answer = h("div", "nbconvo-markdown nbconvo-answer");
     answer.append(renderMarkdown(message.answer || "*(no answer)*"));
-    body.append(h("div", "nbconvo-section", "Prompt"), prompt, h("div", "nbconvo-section", "Answer"), answer);
+    body.append(h("div", "nbconvo-section", "Prompt"), prompt);
+    const attachments = message.attachments ?? [];
+    if (attachments.length > 0) {
+      body.append(h("div", "nbconvo-section", "Sent with it"), attachmentList(attachments));
+    }
+    body.append(h("div", "nbconvo-section", "Answer"), answer);
     if (message.error) body.append(h("div", "nbconvo-error-text", message.error));
     this.details.replaceChildren(bar, status, body);
 
@@ -466,6 +471,37 @@ export class ConvoView {
     line.textContent = text;
     line.classList.toggle("nbconvo-error-text", isError);
   }
+}
+
+// A prompt's notebook values (each a collapsed table) and images (thumbnails the kernel
+// drew: only a PNG data URL is ever set as a source, so nothing is fetched).
+const THUMBNAIL = /^data:image\/png;base64,[A-Za-z0-9+/]+={0,2}$/;
+
+function attachmentList(attachments: AttachmentInfo[]): HTMLElement {
+  const list = h("div", "nbconvo-attachments");
+  for (const item of attachments) {
+    const label = `${item.name}: ${item.summary}`;
+    if (item.kind === "image") {
+      const figure = h("figure", "nbconvo-thumbnail");
+      if (THUMBNAIL.test(item.thumbnail)) {
+        const image = document.createElement("img");
+        image.src = item.thumbnail;
+        image.alt = label;
+        figure.append(image);
+      }
+      figure.append(h("figcaption", "nbconvo-note", label));
+      list.append(figure);
+    } else {
+      const details = document.createElement("details");
+      details.className = "nbconvo-value";
+      details.append(h("summary", "", label));
+      const table = h("div", "nbconvo-markdown");
+      table.append(renderMarkdown(item.markdown));
+      details.append(table);
+      list.append(details);
+    }
+  }
+  return list;
 }
 
 function errorText(error: unknown): string {

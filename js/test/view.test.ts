@@ -103,6 +103,32 @@ describe("ConvoView", () => {
     view.render();
   });
 
+  it("shows what a prompt was sent with: values collapsed, images as the kernel's thumbnails only", async () => {
+    const { model, el } = setup(2);
+    el.querySelector<HTMLElement>(".nbconvo-row[data-turn='2']")?.click();
+    const request = model.sent.at(-1);
+    const png = "data:image/png;base64,iVBORw0KGgo=";
+    model.deliver({
+      kind: "details", id: request?.id, turn: 2, label: "2", prompt: "Compare {df} with the chart",
+      answer: "ok", model: "openai:fake", status: "ok", error: null,
+      attachments: [
+        { kind: "data", name: "df", summary: "pandas DataFrame, 1,000 × 2", markdown: "| a | b |\n|---|---|\n| 1 | <img src=x onerror=alert(1)> |", thumbnail: "" },
+        { kind: "image", name: "fig", summary: "image 640 × 480 px", markdown: "", thumbnail: png },
+        { kind: "image", name: "<b>x</b>", summary: "image 1 × 1 px", markdown: "", thumbnail: "https://example.org/track.png" },
+      ],
+    });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const value = el.querySelector("details.nbconvo-value");
+    expect(value?.querySelector("summary")?.textContent).toBe("df: pandas DataFrame, 1,000 × 2");
+    expect(value?.querySelector("table td")?.textContent).toBe("1");
+    expect(value?.querySelector("img")).toBeNull();
+    const images = Array.from(el.querySelectorAll<HTMLImageElement>(".nbconvo-thumbnail img"));
+    expect(images.map((i) => i.getAttribute("src"))).toEqual([png]); // the remote one is never set
+    const captions = Array.from(el.querySelectorAll(".nbconvo-thumbnail figcaption")).map((c) => c.textContent);
+    expect(captions).toEqual(["fig: image 640 × 480 px", "<b>x</b>: image 1 × 1 px"]);
+    expect(el.querySelector(".nbconvo-thumbnail b")).toBeNull();
+  });
+
   it("expands a folded run with Enter", () => {
     const { el, view } = setup(100);
     const tree = el.querySelector(".nbconvo-tree") as HTMLElement;

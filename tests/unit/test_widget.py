@@ -181,6 +181,34 @@ def test_snapshot_details_and_actions(convo_shell: InteractiveShell) -> None:
     assert convo.tree.label(convo.tree.head or 0) == "4"
 
 
+def test_details_list_a_prompts_values_and_images_with_thumbnails(
+    convo_shell: InteractiveShell, fake_openai: FakeOpenAI
+) -> None:
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (800, 400), "navy").save(picture, format="PNG")
+    convo_shell.user_ns["df"] = pd.DataFrame({"a": [1, 2]})
+    convo_shell.user_ns["pic"] = Image.open(io.BytesIO(picture.getvalue()))
+    turn(convo_shell, "Compare {df} and {pic}")
+    widget = nbconvo.widget(nbconvo.current())
+    comm = record(widget)
+    from_view(widget, {"kind": "details-request", "id": "r1", "turn": 1})
+    [details] = comm.custom("details")
+    assert details["prompt"] == "Compare {df} and {pic}"
+    value, image = details["attachments"]
+    assert value["kind"] == "data" and value["name"] == "df"
+    assert value["summary"] == "pandas DataFrame, 2 × 1" and "| 1 | 2 |" in value["markdown"]
+    assert (image["kind"], image["name"], image["summary"]) == ("image", "pic", "image 800 × 400 px")
+    assert image["thumbnail"].startswith("data:image/png;base64,")
+    small = Image.open(io.BytesIO(base64.b64decode(image["thumbnail"].partition(",")[2])))
+    assert small.size == (160, 80)  # the kernel's thumbnail, not the image
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
