@@ -90,7 +90,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 
 # Re-record the documentation notebooks and their cassettes on the real local model
 # (the 1.5B one: its answers read better; replaying them needs no model at all).
-NOTEBOOKS := quickstart forking long-conversations providers
+NOTEBOOKS := quickstart forking long-conversations providers data
 DOCS_MODEL ?= qwen2.5-coder-1.5b
 record-notebooks: setup
 	$(PY) -m nbconvo._localmodel fetch $(DOCS_MODEL)

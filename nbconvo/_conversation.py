@@ -39,7 +39,13 @@ from nbconvo._stream import Collected, StreamSink, collect
 from nbconvo._tokens import count_messages, count_text, encoding_for
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
 from nbconvo._types import ChatRequest, Message
-from nbconvo.providers import Provider, create_provider, default_model_spec, split_spec
+from nbconvo.providers import (
+    Provider,
+    create_provider,
+    default_model_spec,
+    refuse_what_it_cannot_take,
+    split_spec,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -365,6 +371,7 @@ class Conversation:
         if not text.strip() and all(isinstance(p, TextPart) for p in prompt):
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
         spec = self.model_spec(options.model)
+        refuse_what_it_cannot_take(spec, [{"role": "user", "content": sendable(prompt)}])
         provider = self.provider(spec)  # unknown provider or missing key: nothing changed yet
         plan = self._plan(options)
         sent = sendable(prompt)  # with the data parts' text, and the images

@@ -111,6 +111,13 @@ class StreamingMarkdown:
             _send(_bundle(html, plain), self._display_id)
         self.updates += 1
 
+    def discard(self) -> None:
+        """Take back the waiting mark: the turn failed before any text (the error says why)."""
+        if self.outputs:
+            clear_output()
+            self.outputs = 0
+            self._display_id = ""
+
     def finish(self, text: str | None = None) -> None:
         """Show the whole answer (``text`` when it is not what was streamed) as one output."""
         streamed = self._markdown.text

@@ -217,7 +217,7 @@ class ConvoMagics(Magics):
             if output.text:
                 output.finish()
             else:
-                output.finish("*(no answer)*")
+                output.discard()  # nothing arrived: the error alone says what happened
             raise
         output.finish(turn.answer)
         if args.out:
@@ -239,13 +239,8 @@ class ConvoMagics(Magics):
         error = getattr(sys, "last_value", None)
         if error is None:
             raise UsageError("--error: there is no error in this kernel yet; nothing was sent")
-        names = getattr(getattr(self.shell, "compile", None), "_filename_map", {})
-
-        def cell_name(filename: str) -> str | None:
-            number = names.get(filename)
-            return f"In[{number}]" if number is not None else None
-
-        rendered = render_exception(error, cell_name, budget)
+        cells = getattr(getattr(self.shell, "compile", None), "_filename_map", {})
+        rendered = render_exception(error, cells.__contains__, budget)
         part = DataPart("last error", rendered.text, summary=rendered.summary, placeholder=False)
         attached = (*filled.attached, rendered.note("last error"))
         return Filled((*filled.parts, part), attached, filled.warnings)

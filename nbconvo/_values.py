@@ -44,6 +44,7 @@ FULL_VALUE_TOKENS = 100_000  # `{name!full}`: the window refuses what does not f
 _CELL_CHARS = 40  # one table cell at most
 _ROWS = (5, 3, 2, 1, 0)  # rows shown at each end, tried in turn until the table fits
 _MAX_COLUMNS = 30
+_WHOLE_ROWS = 60  # a table this short is shown whole when its budget allows
 
 Count = Callable[[str], int]
 
@@ -205,7 +206,9 @@ def _frame(facts: _Frame, expression: str, budget: int, count: Count) -> Rendere
     )
     best: Rendered | None = None
     # Rows say more than a long list of columns: fewer columns before fewer rows.
-    tries = [(layout, n) for rows in (_ROWS[:3], _ROWS[3:]) for layout in layouts for n in rows]
+    whole = [(facts.rows,)] if 2 * _ROWS[0] < facts.rows <= _WHOLE_ROWS else []
+    tiers: list[tuple[int, ...]] = [*whole, _ROWS[:3], _ROWS[3:]]  # short: whole if it fits
+    tries = [(layout, n) for rows in tiers for layout in layouts for n in rows]
     for (listed, shown_columns), n in tries:
         rendered = _frame_layout(facts, head, summary, listed, shown_columns, n)
         if count(rendered.text) <= budget:
@@ -531,30 +534,35 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 def render_exception(
     error: BaseException,
-    cell_name: Callable[[str], str | None],
+    is_cell: Callable[[str], bool],
     budget: int = DEFAULT_VALUE_TOKENS,
     count: Count = count_text,
 ) -> Rendered:
     """An exception as plain text for the model: the failing cell's source, then the
     traceback from that cell on (the interpreter's own frames left out), colours
-    stripped. ``cell_name`` names a notebook cell's file ("In[3]"), None for other files."""
+    stripped. ``is_cell`` tells a notebook cell's file from other files."""
     trace = traceback.TracebackException.from_exception(error)
     frames = list(trace.stack)
-    first = next((i for i, f in enumerate(frames) if cell_name(f.filename)), 0)
-    cell = frames[first].filename if frames and cell_name(frames[first].filename) else None
+    first = next((i for i, f in enumerate(frames) if is_cell(f.filename)), 0)
+    cell = frames[first].filename if frames and is_cell(frames[first].filename) else None
     lines = ["Traceback (most recent call last):\n"]
     for frame in frames[first:]:
-        where = cell_name(frame.filename)
-        place = f"Cell {where}" if where else f'File "{frame.filename}"'
+        # a cell by what it is, not its execution count: the same error sends the same
+        # text in any run of the notebook (cassettes replay it)
+        if frame.filename == cell:
+            place = "The failing cell"
+        elif is_cell(frame.filename):
+            place = "Another cell"
+        else:
+            place = f'File "{frame.filename}"'
         lines.append(f"  {place}, line {frame.lineno}, in {frame.name}\n")
         if frame.line:
             lines.append(f"    {frame.line.strip()}\n")
     lines.extend(trace.format_exception_only())
     body = _ANSI.sub("", "".join(lines)).rstrip()
     kind = type(error).__name__
-    where = f", cell {cell_name(cell)}" if cell else ""
-    summary = f"{kind}{where}"
-    pieces = [f"The last error in the notebook ({summary}):"]
+    summary = f"{kind} in a cell" if cell else kind  # no execution count: it varies by runner
+    pieces = [f"The last error in the notebook ({kind}):"]
     if cell:
         source = _ANSI.sub("", "".join(linecache.getlines(cell))).rstrip()
         pieces.append(f"The cell that failed:\n\n```python\n{source}\n```")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nbconvo._credentials import keyed_default_model
 from nbconvo._errors import ConfigurationError
 from nbconvo._settings import Settings, process_settings
-from nbconvo._types import ChatRequest
+from nbconvo._types import ChatRequest, Message
 from nbconvo.providers._base import Provider
+from nbconvo.providers._content import COPILOT_TEXT_ONLY, LLAMA_TEXT_ONLY, text_only
 
 if TYPE_CHECKING:
     import httpx
@@ -29,6 +30,7 @@ class ProviderEntry:
     description: str
     default_base_url: str | None = None
     http: bool = True  # takes a shared httpx.Client (the in-process model does not)
+    text_only: str | None = None  # why it takes no images (None: it takes them)
 
 
 PROVIDERS: Mapping[str, ProviderEntry] = {
@@ -48,6 +50,7 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
             "copilot",
             "nbconvo.providers.copilot:CopilotProvider",
             "Microsoft 365 Copilot Chat API (Graph)",
+            text_only=COPILOT_TEXT_ONLY,
         ),
         ProviderEntry(
             "ollama",
@@ -79,10 +82,23 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
             "any OpenAI-compatible server (set --base-url or NBCONVO_BASE_URL)",
         ),
         ProviderEntry(
-            "llama", "nbconvo.providers.llama:LlamaProvider", "a GGUF file in-process", http=False
+            "llama",
+            "nbconvo.providers.llama:LlamaProvider",
+            "a GGUF file in-process",
+            http=False,
+            text_only=LLAMA_TEXT_ONLY,
         ),
     )
 }
+
+
+def refuse_what_it_cannot_take(spec: str, messages: Sequence[Message]) -> None:
+    """Refuse, in one line, an image for a provider that reads text only: from its entry
+    alone, before it is made (so a replay refuses as the recording did)."""
+    prefix, _ = split_spec(spec)
+    why = PROVIDERS[prefix].text_only
+    if why is not None:
+        text_only(list(messages), spec, why)
 
 
 def split_spec(spec: str) -> tuple[str, str]:

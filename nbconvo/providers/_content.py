@@ -14,6 +14,10 @@ from nbconvo._images import Rule, fit
 from nbconvo._parts import Content, ImagePart, Part, TextPart, as_parts, refuse
 from nbconvo._types import Message
 
+# Why a provider takes text alone (it refuses any other part, before sending).
+COPILOT_TEXT_ONLY = "the Copilot Chat API takes text messages only"
+LLAMA_TEXT_ONLY = "this in-process model reads text only"
+
 
 def blocks(
     content: Content,

@@ -33,7 +33,7 @@ from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._parts import content_text
 from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent
-from nbconvo.providers._content import text_only
+from nbconvo.providers._content import COPILOT_TEXT_ONLY, text_only
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -121,7 +121,7 @@ class CopilotProvider(HTTPProvider):
         if not self._told:  # marked told once a turn succeeds: a failed turn shows no notes
             yield Notice(f"{self.label}: {LIMITS}")
         messages = [m for m in request.messages if m["role"] != "system"]
-        text_only(messages, self.label, "the Copilot Chat API takes text messages only")
+        text_only(messages, self.label, COPILOT_TEXT_ONLY)
         if not messages or messages[-1]["role"] != "user":
             raise ProviderError(f"{self.label}: the last message must be the user's prompt")
         earlier, prompt = messages[:-1], content_text(messages[-1]["content"])

@@ -41,7 +41,7 @@ from nbconvo._localmodel import resolve_llama_target
 from nbconvo._parts import content_text
 from nbconvo._settings import Settings, process_settings
 from nbconvo._types import ChatRequest, Finish, Message, ProviderEvent, Usage
-from nbconvo.providers._content import text_only
+from nbconvo.providers._content import LLAMA_TEXT_ONLY, text_only
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -214,7 +214,7 @@ class LlamaProvider:
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         messages = request.all_messages()
-        text_only(messages, self.label, "this in-process model reads text only")
+        text_only(messages, self.label, LLAMA_TEXT_ONLY)
         loaded = _load(self.path, self.n_ctx)
         llm = loaded.llm
         kwargs: dict[str, Any] = {"messages": messages, "stream": True}

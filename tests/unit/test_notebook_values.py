@@ -126,11 +126,13 @@ def test_the_last_error_goes_with_its_cell(
     assert not convo_shell.run_cell(failing, store_history=True).success
     run(convo_shell, "%%turn --error\nWhy does this fail?", "c1")
     content = sent(fake_openai)[-1]["content"]
-    assert content.startswith("Why does this fail?\n\nThe last error in the notebook (ZeroDivisionError, cell In[")
+    assert content.startswith("Why does this fail?\n\nThe last error in the notebook (ZeroDivisionError):")
     assert f"The cell that failed:\n\n```python\n{failing}\n```" in content
-    assert "    return a / b\nZeroDivisionError: division by zero\n```" in content
+    assert "  The failing cell, line 4, in <module>\n    ratio(1, 0)\n" in content
+    assert "  The failing cell, line 2, in ratio\n    return a / b\nZeroDivisionError: division by zero\n```" in content
+    assert "In[" not in content  # no execution count: the same error, the same text, any run
     assert "\x1b" not in content and "interactiveshell.py" not in content
-    assert "last error: ZeroDivisionError, cell In[" in footer(convo_shell)
+    assert "last error: ZeroDivisionError in a cell → " in footer(convo_shell)
 
 
 def test_error_with_no_error_yet_is_one_line_and_sends_nothing(

@@ -240,3 +240,11 @@ def test_a_value_spoofing_a_library_module_is_not_trusted() -> None:
 def test_floats_in_tables_have_six_significant_digits() -> None:
     r = render_value("df", pd.DataFrame({"x": [math.pi, 1e-12]}))
     assert "| 0 | 3.14159 |" in r.text and "| 1 | 1e-12 |" in r.text
+
+
+def test_a_short_table_is_shown_whole_when_its_budget_allows() -> None:
+    df = pd.DataFrame({"month": range(1, 25), "units": range(100, 124)})
+    whole = render_value("df", df)
+    assert whole.left_out is None and "Rows:" in whole.text and "| 23 | 24 | 123 |" in whole.text
+    ends = render_value("df", df, 150)
+    assert ends.left_out is not None and "rows" in ends.left_out and fits(ends, 150)
