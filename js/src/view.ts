@@ -479,7 +479,8 @@ const THUMBNAIL = /^data:image\/png;base64,[A-Za-z0-9+/]+={0,2}$/;
 
 function attachmentList(attachments: AttachmentInfo[]): HTMLElement {
   const list = h("div", "nbconvo-attachments");
-  for (const item of attachments) {
+  const imagesFirst = [...attachments].sort((a, b) => Number(a.kind !== "image") - Number(b.kind !== "image"));
+  for (const item of imagesFirst) {
     const label = `${item.name}: ${item.summary}`;
     if (item.kind === "image") {
       const figure = h("figure", "nbconvo-thumbnail");

@@ -175,6 +175,54 @@ def test_widget_shows_the_tree_and_fork_here_moves_the_head(lab: Lab, page: Page
     assert page.dialogs == []
 
 
+def test_a_dataframe_and_a_figure_in_a_turn_as_a_user_sees_them(lab: Lab, page: Page) -> None:
+    """Issue #16 in JupyterLab: a DataFrame and a matplotlib figure go in one turn; the
+    footer says what each became, and the widget's details show the table (collapsed)
+    and the kernel's thumbnail of the figure."""
+    from playwright.sync_api import expect
+
+    url = lab.notebook(
+        "data.ipynb",
+        [
+            SETUP,
+            "import numpy as np, pandas as pd\n"
+            "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+            "sales = pd.DataFrame({'month': range(1, 101), 'units': np.arange(100) * 3 % 41})\n"
+            "fig, ax = plt.subplots(figsize=(5, 3)); ax.plot(sales['units']); plt.close(fig)",
+            "%%turn\nWhat stands out in {sales} and in this chart? {fig}",
+            "%convo",
+        ],
+    )
+    p = page.page
+    open_notebook(p, url)
+    for index in range(4):
+        run_cell(p, index)
+    footer = p.locator(".nbconvo-footer").last
+    expect(footer).to_contain_text(
+        re.compile(r"sales: pandas DataFrame, 100 × 2 → [\d,]+ tokens \(rows 6–95 left out\)")
+    )
+    expect(footer).to_contain_text("fig: image 500 × 300 px")
+    widget = p.locator(".nbconvo-widget").first
+    widget.locator(".nbconvo-row[data-turn='1']").click()
+    details = widget.locator(".nbconvo-details")
+    expect(details.locator(".nbconvo-prompt")).to_have_text(
+        "What stands out in {sales} and in this chart? {fig}"
+    )
+    value = details.locator("details.nbconvo-value")
+    expect(value.locator("summary")).to_have_text("sales: pandas DataFrame, 100 × 2")
+    ARTIFACTS.mkdir(exist_ok=True)
+    widget.screenshot(path=str(ARTIFACTS / "widget-data-turn.png"))
+    value.locator("summary").click()
+    expect(value.locator("table").first).to_be_visible()
+    thumbnail = details.locator(".nbconvo-thumbnail img")
+    expect(thumbnail).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
+    size = thumbnail.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert size == [160, 96], size
+    widget.screenshot(path=str(ARTIFACTS / "widget-data-turn-open.png"))
+    p.screenshot(path=str(ARTIFACTS / "data-turn-jupyterlab.png"), full_page=True)
+    assert page.dialogs == []
+
+
 def test_model_html_never_runs_in_the_widget_or_the_cell_output(lab: Lab, page: Page) -> None:
     from playwright.sync_api import expect
 
