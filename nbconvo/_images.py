@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 from nbconvo._errors import UsageError
-from nbconvo._parts import ImagePart
+from nbconvo._parts import DocumentPart, ImagePart
 
 Rule = Literal["openai", "anthropic", "gemini"]
 MAX_PIXELS = 100_000_000
@@ -165,3 +166,38 @@ def thumbnail(part: ImagePart, edge: int = THUMBNAIL_EDGE) -> ImagePart:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return ImagePart(out.getvalue(), "image/png", name=part.name)
+
+
+# -- documents (PDFs) ---------------------------------------------------------------------
+
+DOCUMENT_LIMITS: dict[Rule, int] = {  # bytes of one PDF in a request
+    "openai": 32 * 1024 * 1024,
+    "anthropic": 32 * 1024 * 1024,
+    "gemini": 20 * 1024 * 1024,
+}
+# Tokens a page costs: OpenAI and Anthropic read each page's text and an image of it
+# (Anthropic's guide: 1,500 to 3,000 a page; the lower end here), Gemini 258 a page.
+PAGE_TOKENS: dict[Rule, int] = {"openai": 1500, "anthropic": 1500, "gemini": 258}
+_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+
+
+def document_part(data: bytes, name: str | None = None) -> DocumentPart:
+    """A PDF's part, its pages counted; anything that is not a PDF is one line."""
+    if not data.startswith(b"%PDF-"):
+        raise UsageError(f"{name or 'the file'} is not a PDF (no %PDF- header); nothing was sent")
+    return DocumentPart(data, "application/pdf", name=name, pages=len(_PAGE.findall(data)) or 1)
+
+
+def check_document(part: DocumentPart, rule: Rule, label: str) -> DocumentPart:
+    """``part`` if ``rule``'s provider takes a PDF that large, else a one-line refusal."""
+    limit = DOCUMENT_LIMITS[rule]
+    if len(part.data) > limit:
+        raise UsageError(
+            f"{part.name or 'the PDF'} is {len(part.data) / 1024 / 1024:.1f} MB: {label} takes "
+            f"PDFs up to {limit // 1024 // 1024} MB; split it; nothing was sent"
+        )
+    return part
+
+
+def document_tokens(part: DocumentPart, rule: Rule) -> int:
+    return max(part.pages, 1) * PAGE_TOKENS[rule]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbconvo._errors import UsageError
-from nbconvo._images import image_part
+from nbconvo._images import document_part, image_part
 from nbconvo._parts import DataPart, Part, Parts, TextPart, content_text, sendable
 from nbconvo._tokens import count_text
 from nbconvo._values import (
@@ -231,11 +231,10 @@ def attachment(path: str, budget: int = FULL_VALUE_TOKENS) -> tuple[Part, str]:
     data part; and the footer's line. Anything else is one line, and nothing is sent."""
     file = Path(path).expanduser()
     suffix = file.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES and suffix not in TEXT_SUFFIXES:
-        kind = "PDF files" if suffix == ".pdf" else f"{suffix or 'extensionless'} files"
+    if suffix not in IMAGE_SUFFIXES and suffix not in TEXT_SUFFIXES and suffix != ".pdf":
         raise UsageError(
-            f"--attach {path}: {kind} cannot be attached yet; attach an image (PNG, JPEG, "
-            "GIF, WebP) or a text or code file; nothing was sent"
+            f"--attach {path}: {suffix or 'extensionless'} files cannot be attached; attach "
+            "an image (PNG, JPEG, GIF, WebP), a PDF, or a text or code file; nothing was sent"
         )
     try:
         size = file.stat().st_size
@@ -251,6 +250,10 @@ def attachment(path: str, budget: int = FULL_VALUE_TOKENS) -> tuple[Part, str]:
     if suffix in IMAGE_SUFFIXES:
         image = image_part(data, name=file.name)
         return image, image_note(file.name, image)
+    if suffix == ".pdf":
+        document = document_part(data, name=file.name)
+        pages = f"{document.pages:,} page{'s' if document.pages != 1 else ''}"
+        return document, f"{file.name}: PDF, {pages}"
     text = data.decode("utf-8", errors="replace")
     fence = "````" if "```" in text else "```"
     body = f"`{file.name}`:\n\n{fence}{TEXT_SUFFIXES[suffix]}\n{text.rstrip()}\n{fence}"

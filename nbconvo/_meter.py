@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nbconvo._images import Rule, tokens_of
-from nbconvo._parts import Content, ImagePart, content_text, sendable
+from nbconvo._images import Rule
+from nbconvo._parts import Content, TextPart, content_text, sendable
 from nbconvo._tokens import PER_MESSAGE, REPLY_PRIMER, count_content, count_text
 from nbconvo._tree import ConversationTree, Turn
 
@@ -135,6 +135,8 @@ class TokenLedger:
             text = content_text(pending)
             images = () if isinstance(pending, str) else pending
             tokens += PER_MESSAGE + count(text, self.encoding) if text else PER_MESSAGE
-            tokens += sum(tokens_of(p, self.images) for p in images if isinstance(p, ImagePart))
+            tokens += count_content(
+                tuple(p for p in images if not isinstance(p, TextPart)), self.encoding, self.images
+            )
             exact = False
         return TokenMeter(used=tokens, window=window, exact=exact, model=model)

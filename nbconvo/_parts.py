@@ -44,6 +44,26 @@ class ImagePart:
 
 
 @dataclass(frozen=True)
+class DocumentPart:
+    """A document's bytes (a PDF) for the providers that read documents."""
+
+    data: bytes
+    media_type: str = "application/pdf"
+    name: str | None = None
+    pages: int = 0  # counted when attached: the meter's estimate goes by pages
+    kind: Literal["document"] = "document"
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never dump the bytes into a repr
+        return f"DocumentPart({self.media_type}, {len(self.data):,} bytes, name={self.name!r})"
+
+
+@dataclass(frozen=True)
 class DataPart:
     """A notebook value rendered for the model (``text``), with the expression it came
     from and a few words about it (``summary``: "pandas DataFrame, 1,000 × 12"): what
@@ -85,13 +105,16 @@ class ReasoningPart:
     kind: Literal["reasoning"] = "reasoning"
 
 
-Part: TypeAlias = TextPart | ImagePart | DataPart | ToolCallPart | ToolResultPart | ReasoningPart
+Part: TypeAlias = (
+    TextPart | ImagePart | DocumentPart | DataPart | ToolCallPart | ToolResultPart | ReasoningPart
+)
 Parts: TypeAlias = tuple[Part, ...]
 Content: TypeAlias = str | Parts  # a message's content: plain text, or parts
 
 _KINDS: dict[str, type[Any]] = {
     "text": TextPart,
     "image": ImagePart,
+    "document": DocumentPart,
     "data": DataPart,
     "tool_call": ToolCallPart,
     "tool_result": ToolResultPart,
@@ -100,6 +123,7 @@ _KINDS: dict[str, type[Any]] = {
 DESCRIPTIONS = {
     "text": "text",
     "image": "an image",
+    "document": "a PDF",
     "data": "a notebook value",
     "tool_call": "a tool call",
     "tool_result": "a tool result",
@@ -168,6 +192,14 @@ def as_parts(content: Content) -> Parts:
 
 
 def part_to_json(part: Part) -> dict[str, Any]:
+    if isinstance(part, DocumentPart):
+        return {
+            "kind": "document",
+            "media_type": part.media_type,
+            "data": part.base64(),
+            "name": part.name,
+            "pages": part.pages,
+        }
     if isinstance(part, ImagePart):
         out: dict[str, Any] = {"kind": "image", "media_type": part.media_type}
         out["data"] = part.base64()
@@ -185,7 +217,7 @@ def part_from_json(data: dict[str, Any]) -> Part:
     if cls is None:
         raise ValueError(f"unknown part kind {kind!r}")
     fields = {k: v for k, v in data.items() if k != "kind"}
-    if cls is ImagePart:
+    if cls is ImagePart or cls is DocumentPart:
         fields["data"] = base64.b64decode(fields["data"], validate=True)
     part: Part = cls(**fields)
     return part

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from nbconvo._images import Rule, tokens_of
-from nbconvo._parts import Content, ImagePart
+from nbconvo._images import Rule, document_tokens, tokens_of
+from nbconvo._parts import Content, DocumentPart, ImagePart
 from nbconvo._types import Message
 
 # Chat framing adds a few tokens per message (OpenAI cookbook heuristic).
@@ -80,6 +80,8 @@ def count_content(content: Content, encoding: str = FALLBACK, images: Rule = "op
     for part in content:
         if isinstance(part, ImagePart):
             total += tokens_of(part, images)
+        elif isinstance(part, DocumentPart):
+            total += document_tokens(part, images)
         else:
             total += count_text(getattr(part, "text", "") or "", encoding)
     return total

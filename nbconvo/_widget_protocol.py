@@ -17,7 +17,7 @@ from typing import Literal, TypedDict
 from nbconvo._errors import UsageError
 from nbconvo._images import size_of, thumbnail
 from nbconvo._meter import State, TokenMeter
-from nbconvo._parts import DataPart, ImagePart, Part
+from nbconvo._parts import DataPart, DocumentPart, ImagePart, Part
 from nbconvo._tree import ConversationTree, Kind, Status, Turn
 
 PREVIEW_CHARS = 80
@@ -66,7 +66,7 @@ class ResetMessage(TypedDict):
 class AttachmentInfo(TypedDict):
     """A prompt's notebook value or image, as the details show it."""
 
-    kind: Literal["data", "image"]
+    kind: Literal["data", "image", "document"]
     name: str  # the {expression} or file it came from; untrusted (shown as text)
     summary: str  # "pandas DataFrame, 1,000 × 12" or "image 640 × 480 px"
     markdown: str  # a data part's text (untrusted: sanitized Markdown); "" for images
@@ -190,6 +190,12 @@ def attachment_info(part: Part) -> AttachmentInfo | None:
             markdown=part.text,
             thumbnail="",
         )
+    if isinstance(part, DocumentPart):
+        pages = f"{part.pages:,} page{'s' if part.pages != 1 else ''}"
+        return AttachmentInfo(
+            kind="document", name=part.name or "document", summary=f"PDF, {pages}",
+            markdown="", thumbnail="",
+        )  # fmt: skip
     if isinstance(part, ImagePart):
         try:
             width, height = size_of(part)

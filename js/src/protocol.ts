@@ -45,7 +45,7 @@ export interface ResetMessage {
 }
 
 export interface AttachmentInfo {
-  kind: "data" | "image";
+  kind: "data" | "image" | "document";
   name: string; // untrusted: set as text
   summary: string;
   markdown: string; // a notebook value's text: untrusted, rendered as sanitized Markdown

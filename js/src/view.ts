@@ -492,6 +492,8 @@ function attachmentList(attachments: AttachmentInfo[]): HTMLElement {
       }
       figure.append(h("figcaption", "nbconvo-note", label));
       list.append(figure);
+    } else if (item.kind === "document") {
+      list.append(h("div", "nbconvo-note nbconvo-document", `📄 ${label}`));
     } else {
       const details = document.createElement("details");
       details.className = "nbconvo-value";

@@ -10,8 +10,8 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from nbconvo._images import Rule, fit
-from nbconvo._parts import Content, ImagePart, Part, TextPart, as_parts, refuse
+from nbconvo._images import Rule, check_document, fit
+from nbconvo._parts import Content, DocumentPart, ImagePart, Part, TextPart, as_parts, refuse
 from nbconvo._types import Message
 
 # Why a provider takes text alone (it refuses any other part, before sending).
@@ -25,15 +25,19 @@ def blocks(
     text: Callable[[str], dict[str, Any]],
     image: Callable[[ImagePart], dict[str, Any]] | None,
     rule: Rule = "openai",
+    document: Callable[[DocumentPart], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """``content`` as a list of wire blocks: ``text`` and ``image`` build one each; an
-    image is first scaled down to the provider's limits (``rule``)."""
+    """``content`` as a list of wire blocks: ``text``, ``image`` and ``document`` build
+    one each; an image is first scaled down to the provider's limits (``rule``), a PDF
+    checked against them."""
     out: list[dict[str, Any]] = []
     for part in as_parts(content):
         if isinstance(part, TextPart):
             out.append(text(part.text))
         elif isinstance(part, ImagePart) and image is not None:
             out.append(image(fit(part, rule)))
+        elif isinstance(part, DocumentPart) and document is not None:
+            out.append(document(check_document(part, rule, label)))
         else:
             raise refuse(part, label)
     return out
@@ -54,8 +58,12 @@ def text_only(messages: list[Message], label: str, why: str = "") -> None:
 # -- the forms ----------------------------------------------------------------------
 
 
-def openai_content(content: Content, label: str) -> str | list[dict[str, Any]]:
-    """Chat Completions: a string, or ``text`` and ``image_url`` (a data URL) parts."""
+def openai_content(
+    content: Content, label: str, documents: bool = False
+) -> str | list[dict[str, Any]]:
+    """Chat Completions: a string, or ``text`` and ``image_url`` (a data URL) parts, and
+    where the service reads PDFs (``documents``: OpenAI's and Azure's own) ``file``
+    parts."""
     if isinstance(content, str):
         return content
     return blocks(
@@ -63,7 +71,11 @@ def openai_content(content: Content, label: str) -> str | list[dict[str, Any]]:
         label,
         lambda text: {"type": "text", "text": text},
         lambda image: {"type": "image_url", "image_url": {"url": image.data_url()}},
-    )
+        "openai",
+        (lambda doc: {"type": "file", "file": {"filename": doc.name or "document.pdf",
+                                                "file_data": doc.data_url()}})
+        if documents else None,
+    )  # fmt: skip
 
 
 def anthropic_blocks(content: Content, label: str) -> list[dict[str, Any]]:
@@ -77,6 +89,10 @@ def anthropic_blocks(content: Content, label: str) -> list[dict[str, Any]]:
             "source": {"type": "base64", "media_type": image.media_type, "data": image.base64()},
         },
         "anthropic",
+        lambda doc: {
+            "type": "document",
+            "source": {"type": "base64", "media_type": doc.media_type, "data": doc.base64()},
+        },
     )
 
 
@@ -94,4 +110,10 @@ def gemini_parts(content: Content, label: str) -> list[dict[str, Any]]:
             }
         },
         "gemini",
+        lambda doc: {
+            "inlineData": {
+                "data": base64.urlsafe_b64encode(doc.data).decode("ascii"),
+                "mime_type": doc.media_type,
+            }
+        },
     )

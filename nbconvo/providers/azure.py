@@ -30,6 +30,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 
 class AzureOpenAIProvider(OpenAICompatibleProvider):
     name = "azure"
+    reads_documents = True
     key_variable = KEYS["azure"].variable
     token_variable = KEYS["azure"].alternatives[0]
     key_required = True

@@ -62,6 +62,8 @@ def length_notice(tokens: int | None) -> str:
 class OpenAICompatibleProvider(HTTPProvider):
     """Chat Completions over SSE. Subclasses decide the base URL, the URL and the key."""
 
+    reads_documents = False  # OpenAI's and Azure's own services read PDFs; servers do not
+
     name = "openai-compatible"
     key_variable = KEYS["openai-compatible"].variable
     key_required = False
@@ -140,7 +142,10 @@ class OpenAICompatibleProvider(HTTPProvider):
             "messages": [
                 m
                 if type(m["content"]) is str
-                else {"role": m["role"], "content": openai_content(m["content"], self.label)}
+                else {
+                    "role": m["role"],
+                    "content": openai_content(m["content"], self.label, self.reads_documents),
+                }
                 for m in request.all_messages()
             ],
             "stream": True,
@@ -290,6 +295,7 @@ class OpenAICompatibleProvider(HTTPProvider):
 
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
+    reads_documents = True
     key_variable = KEYS["openai"].variable
     key_required = True
     service = "OpenAI"

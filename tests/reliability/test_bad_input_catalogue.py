@@ -137,9 +137,10 @@ CATALOGUE: list[tuple[str, str, str, Setup | None]] = [
     # notebook values, attachments and images (issue #16)
     ("attach-60-mb-image", "%%turn --attach {tmp}/huge.png\nlook", "the file is 60.0 MB, more than 50 MB", file("huge.png", size=60 * 1024 * 1024)),
     ("attach-missing-file", "%%turn --attach {tmp}/nowhere.png\nlook", "cannot read it (No such file or directory)", None),
-    ("attach-folder", "%%turn --attach {tmp}\nlook", "cannot be attached yet", None),
-    ("attach-pdf", "%%turn --attach {tmp}/paper.pdf\nread", "PDF files cannot be attached yet", file("paper.pdf", b"%PDF-1.7")),
-    ("attach-word-file", "%%turn --attach {tmp}/memo.docx\nread", ".docx files cannot be attached yet", file("memo.docx", b"PK")),
+    ("attach-folder", "%%turn --attach {tmp}\nlook", "extensionless files cannot be attached", None),
+    ("attach-not-a-pdf", "%%turn --attach {tmp}/paper.pdf\nread", "paper.pdf is not a PDF", file("paper.pdf", b"<html>")),
+    ("attach-pdf-to-a-server", "%%turn -m ollama:llama3.2 --attach {tmp}/paper.pdf\nread", "ollama:llama3.2 does not take a PDF", file("paper.pdf", b"%PDF-1.7\n/Type /Page\n")),
+    ("attach-word-file", "%%turn --attach {tmp}/memo.docx\nread", ".docx files cannot be attached", file("memo.docx", b"PK")),
     ("attach-not-an-image", "%%turn --attach {tmp}/fake.png\nlook", "could not read the image", file("fake.png", b"not a picture")),
     ("attach-bmp-image", "%%turn --attach {tmp}/old.png\nlook", "images in BMP are not taken", bmp_named_png),
     ("figure-to-copilot", "%%turn -m copilot:chat\nexplain {fig}", "copilot:chat does not take an image", figure_for_copilot),

@@ -125,3 +125,27 @@ def test_a_matplotlib_figure_a_pil_image_and_an_ipython_image() -> None:
     with pytest.raises(UsageError, match="an Image with no bytes"):
         image_of("remote", IPythonImage(url="https://example.org/a.png", embed=False))
     assert image_of("n", 42) is None
+
+
+# -- PDFs ----------------------------------------------------------------------------------
+
+
+def test_a_pdf_part_counts_its_pages_survives_json_and_is_checked_per_provider() -> None:
+    import json
+
+    from nbconvo._images import check_document, document_part, document_tokens
+    from nbconvo._parts import part_from_json, part_to_json
+
+    pdf = b"%PDF-1.7\n1 0 obj << /Type /Pages /Count 3 >>\n" + b"<< /Type /Page >>\n" * 3
+    part = document_part(pdf, name="paper.pdf")
+    assert part.pages == 3 and part.media_type == "application/pdf"
+    assert part_from_json(json.loads(json.dumps(part_to_json(part)))) == part
+    assert "bytes" in repr(part) and "%PDF" not in repr(part)
+    assert document_tokens(part, "anthropic") == 4_500 and document_tokens(part, "gemini") == 774
+    assert count_content((TextPart("read"), part), images="gemini") == count_content("read") + 774
+    big = document_part(b"%PDF-1.7\n" + bytes(21 * 1024 * 1024), name="big.pdf")
+    assert check_document(big, "anthropic", "anthropic:x") is big
+    with pytest.raises(UsageError, match=r"big.pdf is 21.0 MB: gemini:x takes PDFs up to 20 MB"):
+        check_document(big, "gemini", "gemini:x")
+    with pytest.raises(UsageError, match="notes.pdf is not a PDF"):
+        document_part(b"<html>", name="notes.pdf")

@@ -156,8 +156,9 @@ def test_a_figure_at_turn_2_then_a_fork_and_a_rerun_after_it_changed(
 def sdk_body(provider: str, fake: Any, chat: ChatRequest) -> dict[str, Any]:
     """The body the official SDK sends for ``chat`` (data parts already text)."""
 
-    def blocks(content: Any, text: Any, image: Any) -> list[Any]:
-        return [text(p.text) if p.kind == "text" else image(p) for p in content]
+    def blocks(content: Any, text: Any, image: Any, document: Any) -> list[Any]:
+        build = {"text": lambda p: text(p.text), "image": image, "document": document}
+        return [build[p.kind](p) for p in content]
 
     before = len(fake.seen)
     if provider == "openai":
@@ -166,6 +167,7 @@ def sdk_body(provider: str, fake: Any, chat: ChatRequest) -> dict[str, Any]:
                 m["content"],
                 lambda t: {"type": "text", "text": t},
                 lambda p: {"type": "image_url", "image_url": {"url": p.data_url()}},
+                lambda p: {"type": "file", "file": {"filename": p.name, "file_data": p.data_url()}},
             )}
             for m in chat.all_messages()
         ]
@@ -181,6 +183,7 @@ def sdk_body(provider: str, fake: Any, chat: ChatRequest) -> dict[str, Any]:
                 m["content"],
                 lambda t: {"type": "text", "text": t},
                 lambda p: {"type": "image", "source": {"type": "base64", "media_type": p.media_type, "data": p.base64()}},
+                lambda p: {"type": "document", "source": {"type": "base64", "media_type": p.media_type, "data": p.base64()}},
             )}
             for m in chat.messages
         ]
@@ -195,6 +198,7 @@ def sdk_body(provider: str, fake: Any, chat: ChatRequest) -> dict[str, Any]:
                     m["content"],
                     lambda t: genai_types.Part(text=t),
                     lambda p: genai_types.Part(inline_data=genai_types.Blob(mime_type=p.media_type, data=p.data)),
+                    lambda p: genai_types.Part(inline_data=genai_types.Blob(mime_type=p.media_type, data=p.data)),
                 ),
             )
             for m in chat.messages
@@ -207,13 +211,17 @@ def sdk_body(provider: str, fake: Any, chat: ChatRequest) -> dict[str, Any]:
     return last_body(provider, fake)
 
 
-def test_a_data_part_and_an_image_part_go_as_the_official_sdks_send_them(
-    provider_shell: tuple[str, Any, InteractiveShell],
+def test_a_data_part_an_image_and_a_pdf_go_as_the_official_sdks_send_them(
+    provider_shell: tuple[str, Any, InteractiveShell], tmp_path: Path
 ) -> None:
     provider, fake, shell = provider_shell
     shell.user_ns["df"] = pd.DataFrame({"x": [1, 2, 3], "y": [2.5, None, 7.0]})
     shell.user_ns["fig"] = chart([1, 4, 9])
-    cell(shell, "%%turn\nCompare {df} with {fig}", "c1")
+    report = tmp_path / "report.pdf"
+    chart([2, 2, 3]).savefig(report, format="pdf")
+    cell(shell, f"%%turn --attach {report}\nCompare {{df}} with {{fig}} and the report", "c1")
+    footer = shell.display_pub.plain()[-1]
+    assert footer.endswith(" · report.pdf: PDF, 1 page")
     convo = nbconvo.current()
     chat = convo.request("Which point is missing?", TurnOptions(max_tokens=300))
     assert any(isinstance(m["content"], tuple) for m in chat.messages)  # the image went as a part
@@ -222,7 +230,10 @@ def test_a_data_part_and_an_image_part_go_as_the_official_sdks_send_them(
     our_body = fake.seen[-1].body
     assert sdk_body(provider, fake, chat) == our_body
     first = sent(provider, our_body)[0]
-    assert "`df`: pandas DataFrame, 3 rows × 2 columns" in first[1] and len(first[2]) == 1
+    assert "`df`: pandas DataFrame, 3 rows × 2 columns" in first[1]
+    assert len(first[2]) == (2 if provider == "gemini" else 1)  # Gemini: the PDF is inlineData too
+    documents = [p for m in chat.messages if not isinstance(m["content"], str) for p in m["content"] if p.kind == "document"]
+    assert [d.data for d in documents] == [report.read_bytes()]
 
 
 # -- files ------------------------------------------------------------------------------

@@ -260,8 +260,9 @@ def chat_messages_error(messages: Any, roles: Collection[str]) -> str | None:
 
 
 def chat_content_error(content: Any, where: str) -> str | None:
-    """What OpenAI answers for content that is neither a string nor a list of ``text``
-    and ``image_url`` parts (the wire-format reference, section 1)."""
+    """What OpenAI answers for content that is neither a string nor a list of ``text``,
+    ``image_url`` and ``file`` parts (the wire-format reference, section 1; the SDK's
+    ``ChatCompletionContentPartParam``)."""
     if isinstance(content, str):
         return None
     if not isinstance(content, list) or not content:
@@ -275,5 +276,15 @@ def chat_content_error(content: Any, where: str) -> str | None:
             if isinstance(url, str) and url.startswith(("data:image/", "https://", "http://")):
                 continue
             return f"Invalid value for '{where}.content[{j}].image_url.url'"
-        return f"Invalid value: '{kind}'. Supported values are: 'text' and 'image_url'."
+        if kind == "file":  # a PDF as a data URL, or an uploaded file's id (SDK's File part)
+            file = part.get("file") or {}
+            data = file.get("file_data")
+            if isinstance(data, str) and data.startswith("data:application/pdf;base64,"):
+                continue
+            if isinstance(file.get("file_id"), str):
+                continue
+            return f"Invalid value for '{where}.content[{j}].file'"
+        return (
+            f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url' and 'file'."
+        )
     return None
