@@ -23,8 +23,26 @@ class TextPart:
     kind: Literal["text"] = "text"
 
 
-@dataclass(frozen=True)
-class ImagePart:
+class _Bytes:
+    """What a part made of bytes offers: base64, a data URL, and a repr without them."""
+
+    data: bytes
+    media_type: str
+    name: str | None
+
+    def base64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.base64()}"
+
+    def __repr__(self) -> str:  # never dump the bytes into a repr
+        kind = type(self).__name__
+        return f"{kind}({self.media_type}, {len(self.data):,} bytes, name={self.name!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class ImagePart(_Bytes):
     """An image's bytes and media type (``image/png``, ``image/jpeg``, …)."""
 
     data: bytes
@@ -33,18 +51,9 @@ class ImagePart:
     placeholder: bool = False  # it filled ``{name}`` in the prompt's text
     kind: Literal["image"] = "image"
 
-    def base64(self) -> str:
-        return base64.b64encode(self.data).decode("ascii")
 
-    def data_url(self) -> str:
-        return f"data:{self.media_type};base64,{self.base64()}"
-
-    def __repr__(self) -> str:  # never dump the bytes into a repr
-        return f"ImagePart({self.media_type}, {len(self.data):,} bytes, name={self.name!r})"
-
-
-@dataclass(frozen=True)
-class DocumentPart:
+@dataclass(frozen=True, repr=False)
+class DocumentPart(_Bytes):
     """A document's bytes (a PDF) for the providers that read documents."""
 
     data: bytes
@@ -52,15 +61,6 @@ class DocumentPart:
     name: str | None = None
     pages: int = 0  # counted when attached: the meter's estimate goes by pages
     kind: Literal["document"] = "document"
-
-    def base64(self) -> str:
-        return base64.b64encode(self.data).decode("ascii")
-
-    def data_url(self) -> str:
-        return f"data:{self.media_type};base64,{self.base64()}"
-
-    def __repr__(self) -> str:  # never dump the bytes into a repr
-        return f"DocumentPart({self.media_type}, {len(self.data):,} bytes, name={self.name!r})"
 
 
 @dataclass(frozen=True)
