@@ -11,7 +11,7 @@ from nbconvo._errors import UsageError
 
 def _convo_parser() -> MagicArgumentParser:
     parser = MagicArgumentParser(
-        prog="%convo",
+        prog="convo",  # IPython's help formatter writes the "%" of "%convo"
         description="Manage the conversation. Bare `%convo` shows the conversation.",
     )
     subs = parser.add_subparsers(

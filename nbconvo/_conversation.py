@@ -233,7 +233,9 @@ class Conversation:
         return self.meter_at(self.tree.head)
 
     def exchanges(self) -> int:
-        return sum(1 for t in self.path if t.kind == "turn")
+        """Exchanges on the active path: turns with an answer (one interrupted before any
+        text was not an exchange, and is not sent as history either)."""
+        return sum(1 for t in self.path if t.kind == "turn" and t.answer)
 
     # --- changing ------------------------------------------------------------------
     def _changed(self, event: ConversationEvent) -> None:
@@ -387,9 +389,15 @@ class Conversation:
             collect(provider, request, sink, got)
         except KeyboardInterrupt:
             turn = self._record(prompt, got, "interrupted", request, options, spec, started, plan)
+            label = self.tree.label(turn.id)
+            if not got.text:
+                raise TurnInterrupted(
+                    f"interrupted before any answer: turn {label} keeps the prompt with no "
+                    "answer and is not sent as history; run the cell again to ask"
+                ) from None
             raise TurnInterrupted(
-                f"interrupted: the partial answer is kept as turn {self.tree.label(turn.id)} "
-                "(interrupted); the next turn continues from it"
+                f"interrupted: the partial answer is kept as turn {label} (interrupted); "
+                "the next turn continues from it"
             ) from None
         except ProviderError as error:
             if not got.parts and error.partial:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -235,3 +236,34 @@ def test_a_cassette_rerecorded_with_the_same_answers_is_byte_identical(tmp_path:
     again.record(request("two"), ["echo ", "two", Usage(3, 2), Finish("stop")])
     assert path.read_bytes() == recorded
     assert again.lookup(request("three")) == ["echo ", "three", Usage(3, 2), Finish("stop")]
+
+
+def test_export_md_keeps_a_list_answer_a_list_and_all_has_every_branch(
+    convo_shell: InteractiveShell, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    from markdown_it import MarkdownIt
+
+    from nbconvo._transcript import transcript_markdown
+
+    def answer(messages: list[dict[str, Any]]) -> str:
+        last = messages[-1]["content"]
+        return "Three steps:\n\n1. Measure churn\n2. Find the signals\n3. Reach out" if last == "plan" else f"ok: {last}"
+
+    fake_openai.answer = answer
+    turn(convo_shell, "plan", "c1")
+    turn(convo_shell, "go on", "c2")
+    assert convo_shell.run_cell("%convo fork 1 --name alt", cell_id="c3").success
+    turn(convo_shell, "other way", "c4")
+    out = tmp_path / "talk.md"
+    assert convo_shell.run_cell(f"%convo export --to md {out}").success
+    tokens = MarkdownIt().parse(out.read_text())
+    items = [t.content for i, t in enumerate(tokens) if t.type == "inline" and tokens[i - 2].type == "list_item_open"]
+    assert items == ["Measure churn", "Find the signals", "Reach out"]
+    paragraphs = [t.content for i, t in enumerate(tokens) if t.type == "inline" and tokens[i - 1].type == "paragraph_open"]
+    assert "**Assistant:**" in paragraphs and "Three steps:" in paragraphs  # not glued together
+    assert "other way" in paragraphs and "go on" not in paragraphs  # the active path: alt
+    everything = tmp_path / "all.md"
+    assert convo_shell.run_cell(f"%convo export --to md --all {everything}").success
+    text = everything.read_text()
+    assert "## Branch alt (current)" in text and "## Branch main" in text and "go on" in text
+    assert text == transcript_markdown(nbconvo.current(), all_branches=True) + "\n"  # as `nbconvo run` writes it

@@ -145,7 +145,7 @@ def test_a_pdf_part_counts_its_pages_survives_json_and_is_checked_per_provider()
     assert count_content((TextPart("read"), part), images="gemini") == count_content("read") + 774
     big = document_part(b"%PDF-1.7\n" + bytes(21 * 1024 * 1024), name="big.pdf")
     assert check_document(big, "anthropic", "anthropic:x") is big
-    with pytest.raises(UsageError, match=r"big.pdf is 21.0 MB: gemini:x takes PDFs up to 20 MB"):
+    with pytest.raises(UsageError, match=r"big\.pdf is 21\.0 MB: gemini:x takes PDFs up to 20 MB"):
         check_document(big, "gemini", "gemini:x")
-    with pytest.raises(UsageError, match="notes.pdf is not a PDF"):
+    with pytest.raises(UsageError, match=r"notes\.pdf is not a PDF"):
         document_part(b"<html>", name="notes.pdf")

@@ -369,3 +369,11 @@ def test_providers_share_the_sessions_client_and_unloading_closes_it(
     assert turn(convo_shell, "three", "c3").success  # a new client, the same conversation
     assert SESSION._client is not None and SESSION._client is not client
     assert [t.prompt for t in nbconvo.current().path] == ["two", "three"]
+
+
+def test_convo_help_writes_the_magic_as_it_is_typed() -> None:
+    from nbconvo._magics import ConvoMagics
+
+    text = ConvoMagics.convo.__doc__ or ""
+    assert "%%convo" not in text
+    assert "  %convo save [-c CONVO] path" in text and "  %convo COMMAND ..." in text
