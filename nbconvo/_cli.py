@@ -78,7 +78,21 @@ def run_notebook(
     bar = tqdm(
         total=len(code_cells), desc=path.name, unit="cell", disable=not progress, file=sys.stderr
     )
-    texts: dict[str, str] = {}
+    def transcript_so_far() -> str:
+        """Every conversation of the kernel as Markdown (a cell run after the others)."""
+        probe = nbformat.v4.new_code_cell(TRANSCRIPT_CODE)
+        nb.cells.append(probe)
+        try:
+            client.execute_cell(probe, len(nb.cells) - 1)
+        finally:
+            nb.cells.pop()
+        texts: dict[str, str] = {}
+        for out in probe.outputs:
+            text = out.get("text", "")
+            if text.startswith("NBCONVO-TRANSCRIPT"):
+                texts = json.loads(text[len("NBCONVO-TRANSCRIPT") :])
+        return "\n\n".join(texts.values()) or "*(no turns)*\n"
+
     with client.setup_kernel(env=kernel_env):
         try:
             for index in code_cells:
@@ -88,21 +102,18 @@ def run_notebook(
         except CellExecutionError as error:
             bar.close()
             nbformat.write(nb, output)
+            written = f"partial notebook written to {output}"
+            try:  # the turns before the failing cell are the user's: keep them too
+                transcript.write_text(transcript_so_far(), encoding="utf-8")
+                written += f", the transcript so far to {transcript}"
+            except Exception:  # a dead kernel: the notebook is what there is
+                pass
             raise NbconvoError(
-                f"cell {index + 1} of {path.name} failed: {_error_line(error)} "
-                f"(partial notebook written to {output})"
+                f"cell {index + 1} of {path.name} failed: {_error_line(error)} ({written})"
             ) from None
         bar.close()
-        probe = nbformat.v4.new_code_cell(TRANSCRIPT_CODE)
-        nb.cells.append(probe)
-        client.execute_cell(probe, len(nb.cells) - 1)
-        nb.cells.pop()
-        for out in probe.outputs:
-            text = out.get("text", "")
-            if text.startswith("NBCONVO-TRANSCRIPT"):
-                texts = json.loads(text[len("NBCONVO-TRANSCRIPT") :])
+        body = transcript_so_far()
     nbformat.write(nb, output)
-    body = "\n\n".join(texts.values()) or "*(no turns)*\n"
     transcript.write_text(body, encoding="utf-8")
     return output, transcript, body
 
@@ -112,10 +123,15 @@ def _first_line(source: str) -> str:
     return line[:40]
 
 
-def _error_line(error: Exception) -> str:
+def _error_line(error: Exception, limit: int = 600) -> str:
+    """The cell's error in one line: whole, unless it is very long (then cut at a word,
+    and marked)."""
     ename = getattr(error, "ename", "") or type(error).__name__
     evalue = " ".join(str(getattr(error, "evalue", "") or "").split())
-    return f"{ename}: {evalue}"[:300]
+    line = f"{ename}: {evalue}"
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -472,10 +472,19 @@ def error_message_from_body(text: str) -> tuple[str, str]:
         data = data[0]
     error = data.get("error", data) if isinstance(data, dict) else {}
     if not isinstance(error, dict):
-        return str(error)[:300], ""
+        return clip(str(error)), ""
     message = str(error.get("message") or "").strip()
     code = str(error.get("code") or error.get("type") or error.get("status") or "")
-    return message[:300], code
+    return clip(message), code
+
+
+def clip(text: str, limit: int = 600) -> str:
+    """A service's message on one line: whole unless very long, then cut at a word and
+    marked, never mid-word."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0] + " …"
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -491,7 +500,7 @@ def _plain_text_error(text: str) -> str:
         words = _TAG.sub(" ", title.group(1) if title else stripped)
         summary = " ".join(html.unescape(words).split())[:200]
         return f"an HTML error page ({summary})" if summary else "an HTML error page"
-    return " ".join(stripped.split())[:300]
+    return clip(stripped)
 
 
 def parse_json_event(label: str, data: str) -> Any:

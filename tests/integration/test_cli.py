@@ -61,16 +61,24 @@ def test_cell_ids_reach_the_kernel(tmp_path: Path) -> None:
     assert executed.cells[1].outputs[0]["text"] == "CELL my-cell-id\n"
 
 
-def test_failing_turn_names_the_cell_and_exits_nonzero(tmp_path: Path) -> None:
-    nb = new_notebook(cells=[new_code_cell("%load_ext nbconvo"), new_code_cell("%%turn\nhello")])
-    nbformat.write(nb, tmp_path / "bad.ipynb")
+def test_failing_turn_names_the_cell_keeps_the_turns_before_it_and_exits_nonzero(tmp_path: Path) -> None:
+    cells = ["%load_ext nbconvo", "%%turn\nfirst question", "%%turn\nsecond question", "%%turn\nnever sent"]
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), tmp_path / "bad.ipynb")
+    many = ", ".join(f"choice-{n}" for n in range(40))  # a long error, as a list of choices
     with FakeOpenAI(api_key=FAKE_KEY) as fake:
-        fake.script.append(Canned(status=400, body={"error": {"message": "bad request", "type": "invalid_request_error", "param": None, "code": None}}))
+        fake.script.extend([Canned(), Canned(status=400, body={"error": {
+            "message": f"bad request: use one of {many}", "type": "invalid_request_error", "param": None, "code": None}})])
         out = nbconvo_run(str(tmp_path / "bad.ipynb"), "--model", "openai:gpt-test", "--quiet",
                           env={"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base_url})
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("nbconvo: cell 2 of bad.ipynb failed: HttpStatusError: openai (400): bad request")
+    assert last.startswith("nbconvo: cell 3 of bad.ipynb failed: HttpStatusError: openai (400): bad request")
+    assert "choice-39" in last  # the whole list, not cut in the middle
+    assert last.endswith(f"(partial notebook written to {tmp_path / 'bad.out.ipynb'}, "
+                         f"the transcript so far to {tmp_path / 'bad.out.md'})")
+    transcript = (tmp_path / "bad.out.md").read_text()
+    assert "first question" in transcript and "echo #1: first question" in transcript
+    assert "second question" not in transcript and "never sent" not in transcript
 
 
 def test_missing_notebook_is_one_line(tmp_path: Path) -> None:
