@@ -48,11 +48,14 @@ ENVIRONMENT = (
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider's variables, and retry waits capped at 0.05 s: for providers made now,
+    and for the session's settings too (as if the kernel had started this way)."""
     from nbconvo._credentials import TYPED as TYPED_KEYS
+    from tests.support.helpers import kernel_started_with
 
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NBCONVO_RETRY_MAX_WAIT", "0.05")  # backoff stays short in tests
+    kernel_started_with(monkeypatch, NBCONVO_RETRY_MAX_WAIT="0.05")  # backoff stays short
     TYPED_KEYS.clear()
 
 
