@@ -235,7 +235,7 @@ class Conversation:
     def exchanges(self) -> int:
         """Exchanges on the active path: turns with an answer (one interrupted before any
         text was not an exchange, and is not sent as history either)."""
-        return sum(1 for t in self.path if t.kind == "turn" and t.answer)
+        return self.tree.exchanges(self.tree.head)
 
     # --- changing ------------------------------------------------------------------
     def _changed(self, event: ConversationEvent) -> None:

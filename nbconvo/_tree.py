@@ -80,6 +80,7 @@ class ConversationTree:
     branch_cells: dict[str, str] = field(default_factory=dict)
     # Positions never change (a turn's parent is fixed), so each is computed once.
     _depths: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
+    _exchanges: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
 
     # --- reading -------------------------------------------------------------------
     @property
@@ -126,6 +127,22 @@ class ConversationTree:
             depth += 1
             known[node] = depth
         return depth
+
+    def exchanges(self, tip: int | None) -> int:
+        """Exchanges from the root to ``tip``: turns with an answer (a summary or a turn
+        interrupted before any text is none). Cached per turn, as depths are: O(new turns)."""
+        known = self._exchanges
+        pending: list[int] = []
+        node = tip
+        while node is not None and node not in known:
+            pending.append(node)
+            node = self.turns[node].parent
+        count = known[node] if node is not None else 0
+        for turn_id in reversed(pending):
+            turn = self.turns[turn_id]
+            count += 1 if turn.kind == "turn" and turn.answer else 0
+            known[turn_id] = count
+        return count
 
     def version(self, turn_id: int) -> tuple[int, int]:
         """(version number among its siblings, number of siblings), by creation order."""

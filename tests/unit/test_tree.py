@@ -151,6 +151,15 @@ class TreeMachine(RuleBasedStateMachine):
         turn = add(self.tree, f"p{self.cells}", cell)
         self.ever[turn.id] = turn
 
+    @rule()
+    def append_interrupted_before_any_text(self) -> None:
+        self.cells += 1
+        turn = self.tree.append(
+            Turn(id=self.tree.new_turn_id(), parent=None, prompt=f"p{self.cells}", answer="",
+                 status="interrupted")
+        )
+        self.ever[turn.id] = turn
+
     @rule(data=st.data())
     def fork(self, data: st.DataObject) -> None:
         n = data.draw(st.integers(-1, len(self.tree.path()) + 1))
@@ -195,6 +204,8 @@ class TreeMachine(RuleBasedStateMachine):
         for parent, child in itertools.pairwise(path):
             assert child.parent == parent.id
         assert [self.tree.depth(t.id) for t in path] == list(range(1, len(path) + 1))
+        # the cached count of exchanges equals counting the path afresh (turns with text)
+        assert self.tree.exchanges(self.tree.head) == sum(1 for t in path if t.answer)
 
 
 TreeMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
