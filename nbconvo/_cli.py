@@ -78,6 +78,7 @@ def run_notebook(
     bar = tqdm(
         total=len(code_cells), desc=path.name, unit="cell", disable=not progress, file=sys.stderr
     )
+
     def transcript_so_far() -> str:
         """Every conversation of the kernel as Markdown (a cell run after the others)."""
         probe = nbformat.v4.new_code_cell(TRANSCRIPT_CODE)
