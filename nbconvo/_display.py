@@ -163,6 +163,14 @@ def show_markdown(markdown: str, plain: str | None = None) -> None:
     display(_bundle(render_markdown(markdown), plain if plain is not None else markdown), raw=True)
 
 
-def show_html(html: str, plain: str) -> None:
-    """HTML nbconvo built itself, every outside text in it escaped or rendered."""
-    display(_bundle(html, plain), raw=True)
+def show_html(html: str, plain: str, display_id: str | None = None) -> None:
+    """HTML nbconvo built itself, every outside text in it escaped or rendered; with a
+    ``display_id``, an output ``update_html`` can change later (in whichever cell)."""
+    if display_id is None:
+        display(_bundle(html, plain), raw=True)
+    else:
+        display(_bundle(html, plain), raw=True, display_id=display_id)
+
+
+def update_html(html: str, plain: str, display_id: str) -> None:
+    update_display(_bundle(html, plain), raw=True, display_id=display_id)

@@ -8,6 +8,7 @@ import functools
 import getpass
 import itertools
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from traitlets import Bool, Float, Int, observe
 import nbconvo._errors as _errors
 from nbconvo._commands import CONVO_PARSER, KEY_VARIABLES, RAW_TEXT_COMMANDS, split_line
 from nbconvo._conversation import Conversation, StreamSink, TurnOptions
-from nbconvo._display import StreamingMarkdown, show_html, show_markdown
+from nbconvo._display import StreamingMarkdown, show_html, show_markdown, update_html
 from nbconvo._errors import NbconvoError, UsageError
 from nbconvo._interpolate import Filled, attachment, fill
 from nbconvo._parts import DataPart, TextPart, text_of
@@ -93,6 +94,53 @@ class CellTracker:
         self.execution = next(self._counter)
 
 
+class Footers:
+    """The footer each ``%%turn`` cell showed, kept true while the kernel lives: when its
+    turn leaves the active path (a cell above was rerun, a branch switched), the footer
+    says where the turn is now, in its own cell; back on the path, it reads as before."""
+
+    def __init__(self) -> None:
+        # (conversation, turn id) → (display id, footer text, the note shown now)
+        self._shown: dict[tuple[str, int], tuple[str, str, str | None]] = {}
+
+    def show(self, convo: Conversation, turn_id: int, text: str) -> None:
+        display_id = uuid.uuid4().hex
+        show_html(footer_html(text), text, display_id=display_id)
+        self._shown[(convo.name, turn_id)] = (display_id, text, None)
+        self.refresh(convo)
+
+    def refresh(self, convo: Conversation) -> None:
+        tree = convo.tree
+        on_path = {t.id for t in convo.path}
+        for key, (display_id, text, shown) in list(self._shown.items()):
+            name, turn_id = key
+            if name != convo.name:
+                continue
+            if turn_id not in tree.turns:  # the conversation was reset or replaced
+                del self._shown[key]
+                continue
+            note = None if turn_id in on_path else self._where(convo, turn_id)
+            if note != shown:
+                line = text if note is None else f"{text} · ⟲ {note}"
+                update_html(footer_html(line), line, display_id)
+                self._shown[key] = (display_id, text, note)
+
+    @staticmethod
+    def _where(convo: Conversation, turn_id: int) -> str:
+        tree = convo.tree
+        depth = tree.depth(turn_id)
+        holders = []
+        for branch, tip in tree.branches.items():
+            node = tip
+            while node is not None and tree.depth(node) > depth:
+                node = tree.turns[node].parent
+            if node == turn_id:
+                holders.append(branch)
+        head = tree.label(tree.head) if tree.head is not None else "the start"
+        place = f"now on {holders[0]}" if holders else "now on no branch"
+        return f"{place} — not the active path ({convo.branch} at {head}); rerun to continue there"
+
+
 @magics_class
 class ConvoMagics(Magics):
     """``%%turn`` sends the cell as one turn; ``%convo`` manages conversations.
@@ -127,6 +175,7 @@ class ConvoMagics(Magics):
         super().__init__(shell)  # applies the `%config` values given so far
         self.session = session or SESSION
         self.tracker = CellTracker()
+        self.footers = Footers()
         # A setting `%config` did not give keeps the environment's value (the session
         # read it at load); one `%config` gave goes to the session.
         given = set(self.config["ConvoMagics"]) if "ConvoMagics" in self.config else set()
@@ -228,7 +277,7 @@ class ConvoMagics(Magics):
         notices.extend(self.session.take_notices())
         for notice in notices:
             footer += f" · ⚠ {notice}"
-        show_html(footer_html(footer), footer)
+        self.footers.show(convo, turn.id, footer)
 
     def _with_last_error(self, filled: Filled, budget: int) -> Filled:
         """``filled`` with the notebook's last error (and its cell) after the text."""
@@ -267,7 +316,11 @@ class ConvoMagics(Magics):
                 raise
             raise UsageError(f"%convo: {error} (see `%convo?`)") from None
         handler = getattr(self, f"_cmd_{args.command}")
-        handler(self.session.get(args.convo), args)
+        convo = self.session.get(args.convo)
+        try:
+            handler(convo, args)
+        finally:
+            self.footers.refresh(self.session.current())
 
     def _raw_text_command(self, command: str, rest: str) -> None:
         # system/goal take the rest of the line verbatim: apostrophes and quotes are text.
