@@ -78,7 +78,11 @@ def compact(
     name: str | None,
     sink: StreamSink,
     model: str | None = None,
+    cell: str | None = None,
 ) -> str:
+    """A branch of the summary and copies of the last ``keep`` turns. ``cell``, the id of
+    a `%convo compact` cell: its rerun re-creates the branch it made (the old one kept as
+    NAME@k), as a fork cell's does."""
     tree = convo.tree
     path = convo.path
     if not path:
@@ -90,13 +94,19 @@ def compact(
             f"nothing to compact: --keep {keep} keeps all {len(path)} turn(s) of the active "
             "path; use a smaller --keep"
         )
-    branch = name or _default_name(convo)
-    tree.check_new_branch_name(branch)
+    made = tree.branch_made_by(cell) if cell else None
+    branch = name or made or _default_name(convo)
+    if branch != made:
+        tree.check_new_branch_name(branch)
     earlier, kept = path[: len(path) - keep], path[len(path) - keep :]
     spec = convo.model_spec(model)
     summary = summarize(convo, sink=sink, path=earlier, model=model)  # may fail: no change yet
     now = time.time()
+    if branch == made:
+        tree.set_aside(made)
     tree.fork(0, branch)
+    if cell:
+        tree.branch_cells[branch] = cell
     tree.append(
         Turn(
             id=tree.new_turn_id(),
@@ -110,8 +120,10 @@ def compact(
             finished_at=now,
         )
     )
-    for turn in kept:  # copies: a turn has one parent, and usage no longer applies
-        tree.append(dataclasses.replace(turn, id=tree.new_turn_id(), usage_exact=False))
+    for turn in kept:  # copies: a turn has one parent, and usage no longer applies; a
+        # copy is no cell's turn (a rerun of that cell makes a version of the original)
+        copy = dataclasses.replace(turn, id=tree.new_turn_id(), usage_exact=False, cell_id=None)
+        tree.append(copy)
     return branch
 
 

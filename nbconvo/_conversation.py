@@ -507,10 +507,12 @@ class Conversation:
         name: str | None = None,
         sink: StreamSink | None = None,
         model: str | None = None,
+        cell: str | None = None,
     ) -> str:
-        """A new branch: a summary turn, then copies of the last ``keep`` turns."""
+        """A new branch: a summary turn, then copies of the last ``keep`` turns (``cell``:
+        see ``_compact.compact``)."""
         branch = _compact.compact(
-            self, keep=keep, name=name, sink=sink or StreamSink(), model=model
+            self, keep=keep, name=name, sink=sink or StreamSink(), model=model, cell=cell
         )
         self._changed(Compacted(branch))
         return branch

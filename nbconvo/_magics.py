@@ -461,7 +461,8 @@ class ConvoMagics(Magics):
     def _cmd_compact(self, convo: Conversation, args: argparse.Namespace) -> None:
         before, origin = convo.meter, convo.branch
         output = StreamingMarkdown(stream=self.session.settings.stream)
-        branch = convo.compact(args.keep, name=args.name, sink=StreamSink(on_text=output.feed))
+        sink = StreamSink(on_text=output.feed)
+        branch = convo.compact(args.keep, name=args.name, sink=sink, cell=self.tracker.cell_id)
         output.finish()
         after = convo.meter
         show_markdown(

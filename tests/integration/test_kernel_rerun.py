@@ -182,3 +182,62 @@ def test_run_all_reproduces_the_tour_each_time(server: FakeOpenAI, tmp_path: obj
         assert state["turns"] == 12 and "alt@3" in state["branches"]
     finally:
         again.close()
+
+
+# Two named forks, a switch back, a compact and a compare: every kind of cell that shapes
+# the conversation, run again and again as Run All does.
+SHAPES = [
+    ("s1", "%%turn\nWhat are the main strategies for improving customer retention?"),
+    ("s2", "%%turn\nLet's focus on proactive outreach."),
+    ("s3", "%convo fork 1 --name alt"),
+    ("s4", "%%turn\nInstead: what if we changed the pricing tiers?"),
+    ("s5", "%convo fork 1 --name onboarding"),
+    ("s6", "%%turn\nOr: a better first week for new customers?"),
+    ("s7", "%convo switch main"),
+    ("s8", "%%turn\nWhich outreach signal comes first?"),
+    ("s9", "%convo compact --keep 1"),
+    ("s10", "%%turn\nDraft the first outreach email."),
+    ("s11", "%convo compare alt onboarding"),
+]
+
+
+def run_shapes(kernel: NotebookKernel, server: FakeOpenAI) -> list[list[tuple[str, str]]]:
+    before = len(server.requests)
+    for cell_id, code in SHAPES:
+        result = kernel.run(code, cell_id)
+        assert result.status == "ok", (cell_id, result.error)
+    return [
+        [(m["role"], m["content"] if m["role"] == "user" else "…") for m in body["messages"]]
+        for body in server.requests[before:]
+    ]
+
+
+def test_run_all_reproduces_forks_a_switch_a_compact_and_a_compare(
+    server: FakeOpenAI, tmp_path: object
+) -> None:
+    env = {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url,
+           "NBCONVO_MODEL": "openai:gpt-test", "NBCONVO_HOME": str(tmp_path),
+           "JPY_SESSION_NAME": "shapes.ipynb"}
+    kernel = NotebookKernel(env=env)
+    try:
+        assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
+        first = run_shapes(kernel, server)
+        assert len(first) == 7  # six turns and the compaction's summary request
+        final = kernel.state()
+        for generation in (1, 2):
+            assert run_shapes(kernel, server) == first, f"run {generation + 1}"
+            state = kernel.state()
+            assert state["branch"] == final["branch"]
+            for name in ("alt", "onboarding", "main"):
+                assert f"{name}@{generation}" in state["branches"], (name, state["branches"])
+            assert [row[1] for row in state["path"]] == [row[1] for row in final["path"]]
+    finally:
+        kernel.close()
+    again = NotebookKernel(env=env)
+    try:
+        assert again.run("%load_ext nbconvo", "setup").status == "ok"
+        assert again.run("%convo load", "load").status == "ok"
+        assert run_shapes(again, server) == first, "after a restart and %convo load"
+        assert "alt@3" in again.state()["branches"]
+    finally:
+        again.close()
