@@ -138,11 +138,13 @@ TOUR = [
 ]
 
 
-def run_all(kernel: NotebookKernel, server: FakeOpenAI) -> list[list[tuple[str, str]]]:
-    """Run the tour's cells in order, as Run All does; the requests' message structure
-    (role and user text of each message) of each turn sent."""
+def run_all(
+    kernel: NotebookKernel, server: FakeOpenAI, cells: list[tuple[str, str]] = TOUR
+) -> list[list[tuple[str, str]]]:
+    """Run ``cells`` in order, as Run All does; the requests' message structure (role and
+    user text of each message) of each request sent."""
     before = len(server.requests)
-    for cell_id, code in TOUR:
+    for cell_id, code in cells:
         result = kernel.run(code, cell_id)
         assert result.status == "ok", (cell_id, result.error)
     return [
@@ -201,17 +203,6 @@ SHAPES = [
 ]
 
 
-def run_shapes(kernel: NotebookKernel, server: FakeOpenAI) -> list[list[tuple[str, str]]]:
-    before = len(server.requests)
-    for cell_id, code in SHAPES:
-        result = kernel.run(code, cell_id)
-        assert result.status == "ok", (cell_id, result.error)
-    return [
-        [(m["role"], m["content"] if m["role"] == "user" else "…") for m in body["messages"]]
-        for body in server.requests[before:]
-    ]
-
-
 def test_run_all_reproduces_forks_a_switch_a_compact_and_a_compare(
     server: FakeOpenAI, tmp_path: object
 ) -> None:
@@ -221,11 +212,11 @@ def test_run_all_reproduces_forks_a_switch_a_compact_and_a_compare(
     kernel = NotebookKernel(env=env)
     try:
         assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
-        first = run_shapes(kernel, server)
+        first = run_all(kernel, server, SHAPES)
         assert len(first) == 7  # six turns and the compaction's summary request
         final = kernel.state()
         for generation in (1, 2):
-            assert run_shapes(kernel, server) == first, f"run {generation + 1}"
+            assert run_all(kernel, server, SHAPES) == first, f"run {generation + 1}"
             state = kernel.state()
             assert state["branch"] == final["branch"]
             for name in ("alt", "onboarding", "main"):
@@ -237,7 +228,7 @@ def test_run_all_reproduces_forks_a_switch_a_compact_and_a_compare(
     try:
         assert again.run("%load_ext nbconvo", "setup").status == "ok"
         assert again.run("%convo load", "load").status == "ok"
-        assert run_shapes(again, server) == first, "after a restart and %convo load"
+        assert run_all(again, server, SHAPES) == first, "after a restart and %convo load"
         assert "alt@3" in again.state()["branches"]
     finally:
         again.close()
