@@ -155,6 +155,20 @@ class ConversationTree:
         depth = self.depth(turn_id)
         return f"{depth}.{number}" if count > 1 else str(depth)
 
+    def tree_label(self, turn_id: int, on_path: set[int] | None = None) -> str:
+        """The label the widget shows for a turn: unique in the tree and accepted by
+        ``resolve`` (so by `%convo switch`). A turn on the active path is "3" or "3.2"; a
+        turn whose parent is on it, "3.2" (a version beside the path's own); any other,
+        its id "#7"."""
+        path = on_path if on_path is not None else {t.id for t in self.path()}
+        if turn_id in path:
+            return self.label(turn_id)
+        parent = self.turns[turn_id].parent
+        if parent is None or parent in path:
+            number, _ = self.version(turn_id)
+            return f"{self.depth(turn_id)}.{number}"
+        return f"#{turn_id}"
+
     def branches_at(self, turn_id: int | None) -> list[str]:
         return [name for name, tip in self.branches.items() if tip == turn_id]
 

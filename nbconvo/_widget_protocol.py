@@ -171,7 +171,7 @@ def details(tree: ConversationTree, request_id: str, turn_id: int) -> DetailsMes
         kind="details",
         id=request_id,
         turn=turn.id,
-        label=tree.label(turn.id),
+        label=tree.tree_label(turn.id),
         prompt=turn.prompt,
         answer=turn.answer,
         model=f"{turn.provider}:{turn.model}" if turn.provider else turn.model,

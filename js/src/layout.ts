@@ -102,7 +102,7 @@ export function layoutRows(store: TreeStore, options: LayoutOptions): Row[] {
       key: `t${id}`,
       id,
       indent,
-      label: store.label(id),
+      label: store.treeLabel(id, onPath),
       onPath: onPath.has(id),
       isHead: id === head,
       badges: tips.get(id) ?? [],

@@ -104,6 +104,19 @@ export class TreeStore {
     return this.siblings(id).length > 1 ? `${node.depth}.${node.index + 1}` : `${node.depth}`;
   }
 
+  /**
+   * The label a row shows: unique in the tree and one `%convo switch` accepts (as
+   * `tree_label`). On the active path "3" or "3.2"; a turn whose parent is on it "3.2";
+   * any other "#7".
+   */
+  treeLabel(id: number, onPath: ReadonlySet<number>): string {
+    const node = this.nodes.get(id);
+    if (node === undefined) return `#${id}`;
+    if (onPath.has(id)) return this.label(id);
+    if (node.parent === null || onPath.has(node.parent)) return `${node.depth}.${node.index + 1}`;
+    return `#${id}`;
+  }
+
   /** Ids from `head` up to the root. */
   pathTo(head: number | null): Set<number> {
     const path = new Set<number>();

@@ -397,7 +397,8 @@ export class ConvoView {
       this.fillDetails(cached);
       return;
     }
-    const label = this.channel.store.label(turn);
+    const store = this.channel.store;
+    const label = store.treeLabel(turn, store.pathTo(this.model.get("head") ?? null));
     this.details.replaceChildren(h("div", "nbconvo-details-title", `Turn ${label}`), h("div", "nbconvo-note", "loading…"));
     this.channel.details(turn).then(
       (message) => {

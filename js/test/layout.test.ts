@@ -37,7 +37,7 @@ describe("layoutRows", () => {
       "1*",
       "2*",
       "  3.1",
-      "  4[main@1]",
+      "  #4[main@1]", // a row "4" would be a second "4": every label is one switch accepts
       "3.2*",
       "4*H[main]",
     ]);
@@ -51,7 +51,7 @@ describe("layoutRows", () => {
       "1*",
       "2*",
       "  3.2",
-      "  4[main]",
+      "  #6[main]",
       "3.1*",
       "4*H[main@1]",
     ]);
@@ -64,7 +64,7 @@ describe("layoutRows", () => {
       branches: { main: 3, "fork-1": 1, empty: null },
       current: "fork-1",
     });
-    expect(describeRows(rows)).toEqual(["root[empty]", "1*H[fork-1]", "2", "3[main]"]);
+    expect(describeRows(rows)).toEqual(["root[empty]", "1*H[fork-1]", "2.1", "#3[main]"]);
     expect((rows[1] as TurnRow).forks).toBe(0);
   });
 

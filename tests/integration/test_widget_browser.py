@@ -124,7 +124,7 @@ def test_widget_shows_the_tree_and_fork_here_moves_the_head(lab: Lab, page: Page
     widget = widgets.first
     expect(widget.locator(".nbconvo-row[data-turn]")).to_have_count(3)
     labels = widget.locator(".nbconvo-row .nbconvo-label").all_inner_texts()
-    assert labels == ["○", "1", "2", "3"], labels
+    assert labels == ["○", "1", "2", "3.1"], labels  # main's turn 3 beside the head: `%convo switch 3.1`
     expect(widget.locator(".nbconvo-row[data-turn='2'] .nbconvo-badge")).to_have_text("pricing")
     expect(widget.locator(".nbconvo-row[data-turn='3'] .nbconvo-badge")).to_have_text("main")
     expect(widget.locator(".nbconvo-head")).to_have_attribute("data-turn", "2")

@@ -204,6 +204,12 @@ class TreeMachine(RuleBasedStateMachine):
         for parent, child in itertools.pairwise(path):
             assert child.parent == parent.id
         assert [self.tree.depth(t.id) for t in path] == list(range(1, len(path) + 1))
+        # every label the widget shows is unique and names its turn for `%convo switch`
+        on_path = {t.id for t in path}
+        labels = {turn_id: self.tree.tree_label(turn_id, on_path) for turn_id in self.tree.turns}
+        assert len(set(labels.values())) == len(labels), labels
+        for turn_id, label in labels.items():
+            assert self.tree.resolve(label) == turn_id, (label, turn_id)
         # the cached count of exchanges equals counting the path afresh (turns with text)
         assert self.tree.exchanges(self.tree.head) == sum(1 for t in path if t.answer)
 
