@@ -179,7 +179,13 @@ class ConvoWidget(anywidget.AnyWidget):
             self._send_message(details(convo.tree, request_id, turn_id))
             return
         convo.tree.turn(turn_id)  # unknown id: one-line error, nothing changed
-        branch = convo.switch(f"#{turn_id}") if kind == "switch" else convo.fork_at(turn_id)
+        if kind == "switch":
+            branch = convo.switch(f"#{turn_id}")
+        else:
+            name = content.get("name") or None
+            if name is not None and not isinstance(name, str):
+                raise UsageError("bad request 'fork': the name must be text")
+            branch = convo.fork_at(turn_id, name.strip() if name else None)
         self._send_message(
             ActionResultMessage(
                 kind="action-result",

@@ -122,10 +122,11 @@ class DetailsRequest(TypedDict):
     turn: int
 
 
-class ActionRequest(TypedDict):
+class ActionRequest(TypedDict, total=False):
     kind: Literal["switch", "fork"]
     id: str
     turn: int
+    name: str  # "fork": the new branch's name (absent or "": fork-N)
 
 
 ViewMessage = SnapshotRequest | DetailsRequest | ActionRequest

@@ -70,9 +70,9 @@ export class Channel {
     return reply;
   }
 
-  act(action: "switch" | "fork", turn: number): Promise<ActionResultMessage> {
+  act(action: "switch" | "fork", turn: number, name = ""): Promise<ActionResultMessage> {
     return this.request<ActionResultMessage>("action-result", (id) =>
-      this.model.send({ kind: action, id, turn }),
+      this.model.send(name ? { kind: action, id, turn, name } : { kind: action, id, turn }),
     );
   }
 

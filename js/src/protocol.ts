@@ -99,6 +99,7 @@ export interface ActionRequest {
   kind: "switch" | "fork";
   id: string;
   turn: number;
+  name?: string; // "fork": the new branch's name ("" or absent: fork-N)
 }
 
 export type ViewMessage = SnapshotRequest | DetailsRequest | ActionRequest;

@@ -66,6 +66,7 @@ export class ConvoView {
   private readonly tree = h("div", "nbconvo-tree");
   private readonly canvas = h("div", "nbconvo-canvas");
   private readonly details = h("section", "nbconvo-details");
+  private acting = false; // an action of this panel is on its way to the kernel
   private readonly uid: string;
 
   private rows: Row[] = [];
@@ -104,6 +105,15 @@ export class ConvoView {
     for (const trait of TRAITS) {
       this.model.on(`change:${trait}`, onChange);
       this.cleanups.push(() => this.model.off(`change:${trait}`, onChange));
+    }
+    // The kernel moved under the panel (a turn, a switch in a cell): an earlier "forked:
+    // now on …" is no longer true. A change this panel's own action caused keeps it.
+    const onMoved = (): void => {
+      if (!this.acting) this.clearStatus();
+    };
+    for (const trait of ["head", "branch"] as const) {
+      this.model.on(`change:${trait}`, onMoved);
+      this.cleanups.push(() => this.model.off(`change:${trait}`, onMoved));
     }
     this.cleanups.push(this.channel.subscribe(onChange));
     const onScroll = (): void => this.schedule();
@@ -420,12 +430,23 @@ export class ConvoView {
     switchButton.title = "make this turn the head (of its branch, or of a new branch at-<id>)";
     const forkButton = h("button", "nbconvo-button", "Fork here");
     forkButton.title = "start a new branch at this turn and switch to it";
+    const forkName = document.createElement("input");
+    forkName.className = "nbconvo-fork-name";
+    forkName.type = "text";
+    forkName.placeholder = "new branch name";
+    forkName.setAttribute("aria-label", "name of the new branch (optional)");
+    forkName.maxLength = 64;
+    // Keys typed here are the field's: not the tree's, nor the notebook's shortcuts.
+    forkName.addEventListener("keydown", (event) => {
+      event.stopPropagation();
+      if (event.key === "Enter") forkButton.click();
+    });
     const close = h("button", "nbconvo-button nbconvo-close", "×");
     close.title = "close (Escape)";
     close.setAttribute("aria-label", "close details");
     for (const button of [switchButton, forkButton, close]) button.type = "button";
     const actions = h("div", "nbconvo-actions");
-    actions.append(switchButton, forkButton, close);
+    actions.append(switchButton, forkName, forkButton, close);
     const bar = h("div", "nbconvo-details-bar");
     bar.append(title, actions);
     const status = h("div", "nbconvo-status-line");
@@ -447,8 +468,9 @@ export class ConvoView {
 
     const act = (action: "switch" | "fork"): void => {
       switchButton.disabled = forkButton.disabled = true;
+      this.acting = true;
       this.showStatus(action === "switch" ? "switching…" : "forking…", false);
-      this.channel.act(action, message.turn).then(
+      this.channel.act(action, message.turn, action === "fork" ? forkName.value.trim() : "").then(
         (result) => {
           const verb = result.action === "switch" ? "switched to" : "forked: now on";
           this.showStatus(`${verb} branch ${result.branch}`, false);
@@ -456,11 +478,20 @@ export class ConvoView {
         (error: unknown) => this.showStatus(errorText(error), true),
       ).finally(() => {
         switchButton.disabled = forkButton.disabled = false;
+        this.acting = false;
       });
     };
     switchButton.addEventListener("click", () => act("switch"));
     forkButton.addEventListener("click", () => act("fork"));
     close.addEventListener("click", () => this.closeDetails());
+  }
+
+  private clearStatus(): void {
+    const line = this.details.querySelector<HTMLElement>(".nbconvo-status-line");
+    if (line !== null) {
+      line.textContent = "";
+      line.classList.remove("nbconvo-error-text");
+    }
   }
 
   private showStatus(text: string, isError: boolean): void {

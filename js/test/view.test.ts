@@ -129,6 +129,40 @@ describe("ConvoView", () => {
     expect(el.querySelector(".nbconvo-thumbnail b")).toBeNull();
   });
 
+  it("forks under the name typed, and clears the status when the kernel moves on", async () => {
+    const { model, el } = setup(3);
+    el.querySelector<HTMLElement>(".nbconvo-row[data-turn='1']")?.click();
+    const request = model.sent.at(-1);
+    model.deliver({ kind: "details", id: request?.id, turn: 1, label: "1", prompt: "p", answer: "a", model: "", status: "ok", error: null });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const name = el.querySelector<HTMLInputElement>(".nbconvo-fork-name");
+    expect(name).not.toBeNull();
+    (name as HTMLInputElement).value = " pricing ";
+    name?.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true }));
+    const action = model.sent.at(-1);
+    expect(action).toMatchObject({ kind: "fork", turn: 1, name: "pricing" });
+    model.set("head", 1); // the kernel's own sync of this action: the status stays
+    model.set("branch", "pricing");
+    model.deliver({ kind: "action-result", id: action?.id, action: "fork", branch: "pricing", head: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const status = el.querySelector(".nbconvo-status-line");
+    expect(status?.textContent).toBe("forked: now on branch pricing");
+    model.set("head", 4); // a turn from a cell: "forked: now on …" is no longer the news
+    expect(status?.textContent).toBe("");
+  });
+
+  it("forks with no name as fork-N (the message carries none)", async () => {
+    const { model, el } = setup(2);
+    el.querySelector<HTMLElement>(".nbconvo-row[data-turn='2']")?.click();
+    const request = model.sent.at(-1);
+    model.deliver({ kind: "details", id: request?.id, turn: 2, label: "2", prompt: "p", answer: "a", model: "", status: "ok", error: null });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    Array.from(el.querySelectorAll("button")).find((b) => b.textContent === "Fork here")?.click();
+    const action = model.sent.at(-1);
+    expect(action).toMatchObject({ kind: "fork", turn: 2 });
+    expect(action && "name" in action).toBe(false);
+  });
+
   it("expands a folded run with Enter", () => {
     const { el, view } = setup(100);
     const tree = el.querySelector(".nbconvo-tree") as HTMLElement;

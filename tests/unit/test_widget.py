@@ -181,6 +181,22 @@ def test_snapshot_details_and_actions(convo_shell: InteractiveShell) -> None:
     assert convo.tree.label(convo.tree.head or 0) == "4"
 
 
+def test_fork_here_takes_a_name_and_refuses_a_bad_one(convo_shell: InteractiveShell) -> None:
+    for text in ("one", "two"):
+        turn(convo_shell, text)
+    convo = nbconvo.current()
+    widget = nbconvo.widget(convo)
+    comm = record(widget)
+    from_view(widget, {"kind": "fork", "id": "r1", "turn": 1, "name": " pricing "})
+    assert comm.custom("action-result")[-1]["branch"] == "pricing"
+    assert (convo.branch, convo.tree.head) == ("pricing", 1)
+    for bad in ("no spaces allowed", 42):
+        from_view(widget, {"kind": "fork", "id": "r2", "turn": 2, "name": bad})
+        [error] = comm.custom("error")[-1:]
+        assert error["id"] == "r2" and "\n" not in error["message"]
+    assert convo.branch == "pricing" and set(convo.branches) == {"main", "pricing"}
+
+
 def test_details_list_a_prompts_values_and_images_with_thumbnails(
     convo_shell: InteractiveShell, fake_openai: FakeOpenAI
 ) -> None:
