@@ -1,7 +1,10 @@
 // The tree as a list of rows. The active path is the straight spine: at every node the
 // child on the active path (else the newest) continues at the same indent and its other
-// children come first, one level in. Long linear runs fold into one "n turns" row so a
-// 1,000-turn conversation stays readable; the view virtualizes whatever remains.
+// children, one level in; children keep the order they were made in, so rows keep their
+// places when the active branch changes. Each row says which columns a line passes
+// through (the graph the view draws, as `git log --graph`). Long linear runs fold into
+// one "n turns" row so a 1,000-turn conversation stays readable; the view virtualizes
+// whatever remains.
 
 import type { TreeStore } from "./store";
 
@@ -36,6 +39,31 @@ export interface RunRow {
 }
 
 export type Row = RootRow | TurnRow | RunRow;
+
+/** The graph beside a row: the columns a line passes through, and whether the row hangs
+ * off the column to its left (the first row of a branch drawn one level in). */
+export interface Rails {
+  through: number[]; // levels below the row's own whose line goes on below it
+  joins: boolean; // a line from level indent - 1 turns into this row
+  goesOn: boolean; // ... and that column goes on below it (├ rather than └)
+}
+
+/** The rails of each row, in one pass from the bottom (O(rows × depth of indent)). */
+export function railsOf(rows: readonly Row[]): Rails[] {
+  const out: Rails[] = new Array(rows.length);
+  const continues: boolean[] = []; // level → a row further down sits in that column
+  for (let i = rows.length - 1; i >= 0; i--) {
+    const indent = (rows[i] as Row).indent;
+    const above = i > 0 ? (rows[i - 1] as Row).indent : 0;
+    const through: number[] = [];
+    for (let level = 0; level < indent; level++) if (continues[level]) through.push(level);
+    const joins = indent > above;
+    out[i] = { through, joins, goesOn: joins && continues[indent - 1] === true };
+    continues[indent] = true;
+    continues.length = indent + 1; // deeper columns end at this row
+  }
+  return out;
+}
 
 export interface LayoutOptions {
   head: number | null;
@@ -81,15 +109,17 @@ export function layoutRows(store: TreeStore, options: LayoutOptions): Row[] {
   const turns: TurnRow[] = [];
   // Depth-first, iterative (a linear run may be thousands deep).
   const stack: Array<[number, number]> = [];
+  // Children in the order they were made, so a row keeps its place when the active
+  // branch changes (only indents change): the one on the active path (else the newest)
+  // continues its parent's column, the others are indented.
   const pushChildren = (children: readonly number[], indent: number): void => {
     if (children.length === 0) return;
     let primary = children.length - 1;
     for (let i = 0; i < children.length; i++) {
       if (onPath.has(children[i] as number)) primary = i;
     }
-    stack.push([children[primary] as number, indent]);
     for (let i = children.length - 1; i >= 0; i--) {
-      if (i !== primary) stack.push([children[i] as number, indent + 1]);
+      stack.push([children[i] as number, i === primary ? indent : indent + 1]);
     }
   };
   pushChildren(store.roots, 0);

@@ -3,7 +3,7 @@
 // as textContent, except the details' Markdown, which goes through markdown.ts.
 
 import { KernelError, type Channel } from "./channel";
-import { layoutRows, type Row } from "./layout";
+import { layoutRows, railsOf, type Rails, type Row } from "./layout";
 import { renderMarkdown } from "./markdown";
 import type { AttachmentInfo, DetailsMessage, MeterInfo, WidgetModel, WidgetState } from "./protocol";
 
@@ -12,6 +12,7 @@ export const MAX_VISIBLE_ROWS = 14;
 const OVERSCAN = 8;
 const INDENT_PX = 14;
 const MAX_INDENT = 12;
+const RAIL_X = 6; // px from a column's left edge to its line
 const TRAITS: Array<keyof WidgetState> = [
   "name",
   "head",
@@ -70,6 +71,7 @@ export class ConvoView {
   private readonly uid: string;
 
   private rows: Row[] = [];
+  private rails: Rails[] = [];
   private layoutVersion = 0;
   private drawn = ""; // what the visible rows show: skip redrawing identical frames
   private dirty = true;
@@ -201,6 +203,7 @@ export class ConvoView {
       expanded: this.expanded,
       pinned,
     });
+    this.rails = railsOf(this.rows);
     const height = this.rows.length * ROW_HEIGHT;
     this.canvas.style.height = `${height}px`;
     this.tree.style.height = `${Math.min(this.rows.length, MAX_VISIBLE_ROWS) * ROW_HEIGHT}px`;
@@ -261,6 +264,21 @@ export class ConvoView {
     }
     const indent = h("span", "nbconvo-indent");
     indent.style.width = `${Math.min(row.indent, MAX_INDENT) * INDENT_PX}px`;
+    const rails = this.rails[index];
+    if (rails !== undefined) {
+      for (const level of rails.through) {
+        if (level >= MAX_INDENT) break;
+        const rail = h("span", "nbconvo-rail");
+        rail.style.left = `${level * INDENT_PX + RAIL_X}px`;
+        indent.append(rail);
+      }
+      if (rails.joins && row.indent <= MAX_INDENT) {
+        const elbow = h("span", rails.goesOn ? "nbconvo-elbow nbconvo-elbow-on" : "nbconvo-elbow");
+        elbow.style.left = `${(row.indent - 1) * INDENT_PX + RAIL_X}px`;
+        elbow.style.width = `${INDENT_PX - RAIL_X}px`;
+        indent.append(elbow);
+      }
+    }
     el.append(indent);
     if (row.type === "root") {
       el.classList.add("nbconvo-root");
@@ -284,7 +302,6 @@ export class ConvoView {
     el.classList.add(`nbconvo-status-${node.status}`);
     if (row.onPath) el.classList.add("nbconvo-on-path");
     if (row.isHead) el.classList.add("nbconvo-head");
-    if (row.indent > 0) indent.classList.add("nbconvo-branch-indent");
     const label = h("span", "nbconvo-label", row.label);
     label.title = `turn ${row.label} (#${row.id})`;
     const mark = h("span", "nbconvo-mark", node.kind === "summary" ? "Σ" : (STATUS_MARK[node.status] ?? ""));

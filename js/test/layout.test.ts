@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { layoutRows, type Row, type TurnRow } from "../src/layout";
+import { layoutRows, railsOf, type Row, type TurnRow } from "../src/layout";
 import { TreeStore } from "../src/store";
 import type { NodeInfo } from "../src/protocol";
 import { chain, node } from "./helpers";
@@ -50,10 +50,10 @@ describe("layoutRows", () => {
       "root[]",
       "1*",
       "2*",
+      "3.1*", // the rows keep their order: only the indents follow the active path
+      "4*H[main@1]",
       "  3.2",
       "  #6[main]",
-      "3.1*",
-      "4*H[main@1]",
     ]);
   });
 
@@ -109,5 +109,29 @@ describe("layoutRows", () => {
     const rows = layoutRows(store, { head: 10000, branches: { main: 10000 }, current: "main" });
     expect(rows.length).toBe(7);
     expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it("draws the graph: the spine's line passes the versions hung off it", () => {
+    // 1 → 2 → 3.1 → 4 (main@1);  2 → 3.2 → 4 (main, head);  1 → 2.2 (alt)
+    const store = storeOf([node(1, null), node(2, 1), node(3, 2), node(4, 3), node(5, 2), node(6, 5), node(7, 1)]);
+    const rows = layoutRows(store, { head: 6, branches: { main: 6, "main@1": 4, alt: 7 }, current: "main" });
+    expect(describeRows(rows)).toEqual([
+      "root[]", "1*", "2.1*", "  3.1", "  #4[main@1]", "3.2*", "4*H[main]", "  2.2[alt]",
+    ]);
+    const drawn = railsOf(rows).map((r, i) => {
+      const row = rows[i] as Row;
+      const elbow = r.joins ? (r.goesOn ? "├" : "└") : "";
+      return `${row.indent}:${r.through.join(",")}:${elbow}`;
+    });
+    expect(drawn).toEqual([
+      "0::", // root
+      "0::", // 1
+      "0::", // 2.1
+      "1:0:├", // 3.1 hangs off 2.1's column, which goes on to 3.2
+      "1:0:", // #4: the column still goes on beside it
+      "0::", // 3.2
+      "0::", // 4
+      "1::└", // 2.2 (alt) hangs off the spine, the last row below it
+    ]);
   });
 });

@@ -359,6 +359,8 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
     widget = p.locator(".nbconvo-widget").first
     expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("alt")
     p.screenshot(path=str(ARTIFACTS / "restart-run-all.png"), full_page=True)
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(ARTIFACTS / "widget-graph-before-rerun.png"))
 
     middle = run_cell(p, 3)  # rerun "Which of these signals comes first?": the 3rd version
     # of position 2 (2.2 is the alt turn, also a child of turn 1)
@@ -370,4 +372,9 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
     errors = p.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert errors.count() == 0
     p.screenshot(path=str(ARTIFACTS / "rerun-middle.png"), full_page=True)
+    widget.scroll_into_view_if_needed()
+    expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("main")
+    rails = widget.locator(".nbconvo-row .nbconvo-rail, .nbconvo-row .nbconvo-elbow")
+    assert rails.count() > 0  # the graph's lines are drawn
+    widget.screenshot(path=str(ARTIFACTS / "widget-graph-after-rerun.png"))
     assert not page.dialogs
