@@ -301,9 +301,15 @@ class ConvoMagics(Magics):
         if not words:
             from IPython.display import display
 
+            from nbconvo._render import static_tree_html
             from nbconvo._widget import ConvoWidget
 
-            display(ConvoWidget.for_conversation(self.session.current()))
+            convo = self.session.current()
+            display(ConvoWidget.for_conversation(convo))
+            # The picture a saved notebook keeps; the live widget hides it while it runs.
+            show_html(
+                static_tree_html(convo), f"conversation {convo.name}: {len(convo.tree)} turns"
+            )
             return
         command, rest = words[0], (words[1] if len(words) > 1 else "")
         if command in RAW_TEXT_COMMANDS:

@@ -207,3 +207,60 @@ def sessions_markdown(sessions: list[SessionSummary], own: str, store: Path) -> 
     rows.append("")
     rows.append("*`%convo load` restores the latest earlier one, `%convo load N` session N*")
     return "\n".join(rows)
+
+
+STATIC_ROWS = 200  # a saved notebook's picture of the tree shows at most this many turns
+
+
+def static_tree_html(convo: Conversation) -> str:
+    """The widget's picture for where the live widget cannot show (a notebook reopened
+    without its kernel, GitHub, nbviewer, `nbconvo run` outputs): the header, the meter
+    and the tree's rows in the widget's order and labels. The live widget hides it."""
+    from html import escape
+
+    tree = convo.tree
+    meter = convo.meter
+    on_path = {t.id for t in convo.path}
+    tips: dict[int | None, list[str]] = {}
+    for name, tip in tree.branches.items():
+        tips.setdefault(tip, []).append(name)
+    rows: list[str] = []
+    order: list[tuple[int, int]] = []  # (turn id, indent): children in the order made
+    stack = [(child, 0) for child in reversed(tree.children.get(None, []))]
+    while stack and len(order) < STATIC_ROWS:
+        turn_id, indent = stack.pop()
+        order.append((turn_id, indent))
+        children = tree.children.get(turn_id, [])
+        primary = next((c for c in children if c in on_path), children[-1] if children else None)
+        for child in reversed(children):
+            stack.append((child, indent if child == primary else indent + 1))
+    for turn_id, indent in order:
+        turn = tree.turns[turn_id]
+        badges = "".join(
+            f' <span style="border:1px solid;border-radius:8px;padding:0 5px;font-size:11px">'
+            f"{escape(name)}</span>"
+            for name in sorted(tips.get(turn_id, []))
+        )
+        weight = "font-weight:600" if turn_id == tree.head else ""
+        shade = "" if turn_id in on_path else "opacity:0.6"
+        rows.append(
+            f'<tr style="{shade}"><td style="text-align:left;padding-left:'
+            f'{4 + 14 * min(indent, 12)}px;{weight}">{escape(tree.tree_label(turn_id, on_path))}'
+            f'</td><td style="text-align:left">{escape(preview(turn.prompt or turn.answer, 70))}'
+            f"{badges}</td>"
+            f'<td style="text-align:right">{turn.input_tokens:,} → {turn.output_tokens:,}</td></tr>'
+        )
+    more = len(tree.turns) - len(order)
+    if more > 0:
+        rows.append(f'<tr><td></td><td colspan="2">… {more:,} more turns</td></tr>')
+    head = (
+        f"<strong>{escape(convo.name)}</strong> · branch <strong>{escape(convo.branch)}</strong>"
+        f" · {_plural(convo.exchanges(), 'exchange')} · {_plural(len(tree.turns), 'turn')} in"
+        f" the tree · {escape(meter.describe())}"
+    )
+    return (
+        '<div class="nbconvo-static" style="font-size:13px">'
+        f"<div>{head}</div><table>{''.join(rows)}</table>"
+        "<div><sub>a picture of the conversation when this cell ran; run it to get the live"
+        " widget</sub></div></div>"
+    )

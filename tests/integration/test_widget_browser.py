@@ -97,6 +97,16 @@ def lab(
 SETUP = "%load_ext nbconvo\n%convo model openai:gpt-test\n%convo window 16000"
 
 
+def open_and_run(lab: Lab, page: Page, name: str, cells: list[str]) -> Any:
+    """A new notebook of ``cells``, opened and run cell by cell as a person does."""
+    url = lab.notebook(name, cells)
+    p = page.page
+    open_notebook(p, url)
+    for index in range(len(cells)):
+        run_cell(p, index)
+    return p
+
+
 def test_widget_shows_the_tree_and_fork_here_moves_the_head(lab: Lab, page: Page) -> None:
     from playwright.sync_api import expect
 
@@ -181,7 +191,9 @@ def test_a_dataframe_and_a_figure_in_a_turn_as_a_user_sees_them(lab: Lab, page: 
     and the kernel's thumbnail of the figure."""
     from playwright.sync_api import expect
 
-    url = lab.notebook(
+    p = open_and_run(
+        lab,
+        page,
         "data.ipynb",
         [
             SETUP,
@@ -193,10 +205,6 @@ def test_a_dataframe_and_a_figure_in_a_turn_as_a_user_sees_them(lab: Lab, page: 
             "%convo",
         ],
     )
-    p = page.page
-    open_notebook(p, url)
-    for index in range(4):
-        run_cell(p, index)
     footer = p.locator(".nbconvo-footer").last
     expect(footer).to_contain_text(
         re.compile(r"sales: pandas DataFrame, 100 × 2 → [\d,]+ tokens \(rows 6–95 left out\)")
@@ -220,6 +228,50 @@ def test_a_dataframe_and_a_figure_in_a_turn_as_a_user_sees_them(lab: Lab, page: 
     assert size == [160, 96], size
     widget.screenshot(path=str(ARTIFACTS / "widget-data-turn-open.png"))
     p.screenshot(path=str(ARTIFACTS / "data-turn-jupyterlab.png"), full_page=True)
+    assert page.dialogs == []
+
+
+def test_a_saved_notebook_reopened_without_its_kernel_shows_the_static_tree(
+    lab: Lab, page: Page
+) -> None:
+    """Issue #14: `%convo` leaves a picture of the tree beside the live widget. Live, the
+    picture is hidden; saved, closed and reopened in a new kernel (the widget's model
+    gone), the picture shows the tree where the widget cannot."""
+    from playwright.sync_api import expect
+
+    p = open_and_run(
+        lab,
+        page,
+        "saved.ipynb",
+        [
+            SETUP,
+            "%%turn\nWhat are the main strategies for improving customer retention?",
+            "%convo fork 1 --name pricing",
+            "%%turn\nInstead: what if we changed the pricing tiers?",
+            "%convo",
+        ],
+    )
+    cell = p.locator(".jp-Notebook .jp-Cell").nth(4)
+    expect(cell.locator(".nbconvo-widget")).to_have_count(1)
+    picture = cell.locator(".nbconvo-static")
+    expect(picture).to_have_count(1)
+    expect(picture).to_be_hidden()  # the live widget shows instead
+    p.keyboard.press("Control+s")
+    expect(p.locator(".jp-mod-dirty")).to_have_count(0)
+    p.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+    p.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Shut Down Kernel$")).click()
+    p.reload()
+    p.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    cell = p.locator(".jp-Notebook .jp-Cell").nth(4)
+    picture = cell.locator(".nbconvo-static")
+    expect(picture).to_be_visible()
+    expect(picture).to_contain_text("default · branch pricing · 2 exchanges · 2 turns in the tree")
+    expect(picture.locator("tr")).to_have_count(2)
+    expect(picture.locator("tr").nth(0)).to_contain_text("What are the main strategies")
+    expect(picture.locator("tr").nth(1)).to_contain_text("Instead: what if we changed the pricing tiers?")
+    expect(picture.locator("tr").nth(1)).to_contain_text("pricing")
+    ARTIFACTS.mkdir(exist_ok=True)
+    cell.screenshot(path=str(ARTIFACTS / "reopened-static-tree.png"))
     assert page.dialogs == []
 
 

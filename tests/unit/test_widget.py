@@ -116,10 +116,11 @@ def test_bare_convo_displays_the_widget(convo_shell: InteractiveShell) -> None:
     outputs = convo_shell.display_pub.outputs
     outputs.clear()
     assert convo_shell.run_cell("%convo").success
-    data = outputs[-1]["data"]
-    view = data["application/vnd.jupyter.widget-view+json"]
+    widget, picture = (o["data"] for o in outputs[-2:])  # the live widget, then its picture
+    view = widget["application/vnd.jupyter.widget-view+json"]
     assert view["model_id"] == nbconvo.widget().model_id
-    assert "ConvoWidget" in data["text/plain"]
+    assert "ConvoWidget" in widget["text/plain"]
+    assert picture["text/html"].startswith('<div class="nbconvo-static"')
 
 
 def test_a_turn_sends_one_small_delta_and_the_new_state(convo_shell: InteractiveShell) -> None:
@@ -356,3 +357,24 @@ def test_changes_without_an_event_show_after_the_cell(convo_shell: InteractiveSh
     [delta] = comm.custom("nodes")
     assert [n["id"] for n in delta["nodes"]] == [2, 3]
     assert comm.state()["head"] == 3
+
+
+def test_bare_convo_leaves_a_static_picture_of_the_tree(convo_shell: InteractiveShell) -> None:
+    from bs4 import BeautifulSoup
+
+    for text in ("one <b>two</b>", "three"):
+        turn(convo_shell, text)
+    assert convo_shell.run_cell("%convo fork 1 --name alt").success
+    turn(convo_shell, "four")
+    convo_shell.display_pub.reset()
+    assert convo_shell.run_cell("%convo").success
+    picture = next(h for h in convo_shell.display_pub.html() if "nbconvo-static" in h)
+    soup = BeautifulSoup(picture, "html.parser")
+    head = soup.select_one(".nbconvo-static > div")
+    assert head is not None and head.get_text().startswith(
+        "default · branch alt · 2 exchanges · 3 turns in the tree · "
+    )
+    rows = [[td.get_text(" ", strip=True) for td in tr.find_all("td")] for tr in soup.find_all("tr")]
+    assert [r[0] for r in rows] == ["1", "2.1", "2.2"]  # the widget's labels, in its order
+    assert rows[0][1] == "one <b>two</b>" and soup.find("b") is None  # model text escaped
+    assert rows[1][1] == "three main" and rows[2][1] == "four alt"  # each tip's branch
