@@ -116,6 +116,7 @@ class Conversation:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    cell: str | None = None  # the `%convo new` cell that made it: its rerun starts it afresh
     auto_compact: float | None = None  # compact before a turn past this fraction of the window
     auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)

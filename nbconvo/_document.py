@@ -53,6 +53,7 @@ _SETTINGS = (
     "temperature",
     "max_tokens",
     "seed",
+    "cell",
 )
 _TURN_NAMES = tuple(f.name for f in fields(Turn))
 _TURN_FIELDS = set(_TURN_NAMES)

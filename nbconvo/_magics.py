@@ -515,7 +515,7 @@ class ConvoMagics(Magics):
         show_html(turn_html(convo, turn), turn_text(convo, turn))
 
     def _cmd_new(self, convo: Conversation, args: argparse.Namespace) -> None:
-        self.session.new(args.name)
+        self.session.new(args.name, cell=self.tracker.cell_id)
         show_markdown(f"*new conversation* **{md_escape(args.name)}** *(now current)*")
 
     def _cmd_use(self, convo: Conversation, args: argparse.Namespace) -> None:

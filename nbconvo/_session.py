@@ -260,15 +260,23 @@ class Session:
             )
         return self.conversations[name]
 
-    def new(self, name: str) -> Conversation:
+    def new(self, name: str, cell: str | None = None) -> Conversation:
+        """A new conversation, made current. ``cell``, the id of the `%convo new` cell:
+        its rerun (Run All) starts the conversation afresh, the old tree archived."""
         if not _NAME.match(name):
             raise UsageError(f"bad conversation name {name!r}: use letters, digits, '-', '_', '.'")
-        if name in self.conversations:
+        existing = self.conversations.get(name)
+        if existing is not None and cell is not None and existing.cell == cell:
+            self.archived.append((name, existing.reset_tree()))
+            self.current_name = name
+            self.save_now()
+            return existing
+        if existing is not None:
             raise ConversationError(
                 f"conversation {name!r} exists already: switch to it with `%convo use {name}`"
             )
         current = self.current() if self.conversations else None
-        convo = Conversation(name=name)
+        convo = Conversation(name=name, cell=cell)
         if current is not None:  # a new conversation starts with the current model settings
             convo.model, convo.base_url = current.model, current.base_url
         self._adopt(convo)

@@ -6,6 +6,7 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -377,3 +378,24 @@ def test_convo_help_writes_the_magic_as_it_is_typed() -> None:
     text = ConvoMagics.convo.__doc__ or ""
     assert "%%convo" not in text
     assert "  %convo save [-c CONVO] path" in text and "  %convo COMMAND ..." in text
+
+
+def test_a_rerun_of_a_convo_new_cell_starts_it_afresh_and_keeps_the_old_one(
+    shell: InteractiveShell, fake_openai: FakeOpenAI, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nbconvo._session import SESSION
+
+    assert shell.run_cell("%convo model openai:gpt-test").success
+    for _run in range(2):  # Run All, twice
+        assert shell.run_cell("%convo new research", cell_id="n1").success
+        assert shell.run_cell("%%turn\nfirst question", cell_id="t1").success
+    research = SESSION.conversations["research"]
+    assert [t.prompt for t in research.path] == ["first question"]  # a fresh generation
+    assert [(name, len(tree)) for name, tree in SESSION.archived] == [("research", 1)]
+    # another cell still may not take the name; and the maker is known after a reload
+    assert "exists already" in one_line_error(shell, "%convo new research", capsys)
+    saved = tmp_path / "s.json"
+    assert shell.run_cell(f"%convo save {saved}").success
+    assert shell.run_cell(f"%convo load {saved}").success
+    assert shell.run_cell("%convo new research", cell_id="n1").success
+    assert len(SESSION.conversations["research"].tree) == 0
