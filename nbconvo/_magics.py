@@ -137,7 +137,7 @@ class Footers:
             if node == turn_id:
                 holders.append(branch)
         head = tree.label(tree.head) if tree.head is not None else "the start"
-        place = f"now on {holders[0]}" if holders else "now on no branch"
+        place = f"now on {holders[0]}" if holders else "an earlier version, on no branch"
         return f"{place} — not the active path ({convo.branch} at {head}); rerun to continue there"
 
 

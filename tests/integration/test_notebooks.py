@@ -34,6 +34,7 @@ def test_notebook_replays_under_nbval(name: str, tmp_path: Path) -> None:
     env.pop("OPENAI_API_KEY", None)
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-q",
+         "--nbval-sanitize-with", "notebooks/nbval-sanitize.cfg",
          "-o", "addopts=", "-o", "filterwarnings=", f"notebooks/{name}.ipynb"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )

@@ -361,9 +361,10 @@ def test_a_restart_in_jupyterlab_loses_nothing(lab: Lab, page: Page) -> None:
 
 
 def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: Page) -> None:
-    """As a user works: a long Markdown answer, Run All, Kernel ▸ Restart, Run All again
-    (the notice of the earlier session shows; the dialogue is rebuilt), then a rerun of
-    the middle turn, which becomes a new version on main while the cells below keep their output."""
+    """As a user works: a long Markdown answer, Run All twice on the live kernel, Kernel ▸
+    Restart, Run All again (the notice of the earlier session shows; the dialogue is
+    rebuilt), then a rerun of the middle turn, which becomes a new version on main while
+    the cells below keep their output and their footers say they left the active path."""
     from playwright.sync_api import expect
 
     cells = [
@@ -388,6 +389,7 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
         p.locator(".jp-StatusBar-Widget").get_by_text(re.compile(r"\| Idle$")).wait_for()
 
     run_all()
+    run_all()  # Run All again on the live kernel: the tour regenerates, no error
     long = p.locator(".jp-Notebook .jp-Cell").nth(2)
     # the whole answer rendered, in one output: every table, code blocks, no raw tag
     expect(long.locator(".jp-OutputArea-output .nbconvo-md")).to_have_count(1)
@@ -406,7 +408,7 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
     run_all()
     first = p.locator(".jp-Notebook .jp-Cell").nth(0)
     expect(first.locator(".jp-OutputArea-output")).to_contain_text(
-        re.compile(r"nbconvo: earlier session, \d\d:\d\d today: 3 turns, 2 branches")
+        re.compile(r"nbconvo: earlier session, \d\d:\d\d today: 6 turns, 4 branches")
     )
     widget = p.locator(".nbconvo-widget").first
     expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("alt")

@@ -68,11 +68,14 @@ SCAN = r"""
   const FORBIDDEN = "script, iframe, frame, frameset, object, embed, applet, img, picture, svg, math, style, link, meta, base, form, input, video, audio, source, track";
   const LOADING = new Set(["src", "srcset", "srcdoc", "poster", "background", "data", "action", "formaction", "ping", "dynsrc", "lowsrc"]);
   const AREAS = ".jp-OutputArea-output, .nbconvo-widget";
+  // The widget's own controls, built by its code (never from model text): the text field
+  // that names a new branch beside "Fork here".
+  const OWN = ".nbconvo-details-bar > .nbconvo-actions > input.nbconvo-fork-name[type=text]";
   const describe = (el) => el.outerHTML.slice(0, 300);
   const element = (el, found) => {
     if (el.nodeType !== 1) return;
     const mathjax = el.closest("mjx-container");
-    if (mathjax === null && el.matches(FORBIDDEN)) found.push("element: " + describe(el));
+    if (mathjax === null && el.matches(FORBIDDEN) && !el.matches(OWN)) found.push("element: " + describe(el));
     if (el.localName === "mjx-container" && el.parentElement?.closest(".math") == null) {
       found.push("MathJax outside a math span: " + describe(el));
     }
