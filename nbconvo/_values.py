@@ -27,8 +27,10 @@ import datetime
 import decimal
 import io
 import linecache
+import os
 import re
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -532,6 +534,22 @@ _RENDERERS: list[tuple[Callable[[object], bool], Callable[[str, Any, int, Count]
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+_INSTALLED = re.compile(r"^.*[/\\](?:site|dist)-packages[/\\]")
+
+
+def _where_installed(filename: str) -> str:
+    """A library's file as its package path ("pandas/core/frame.py"), so the text does
+    not depend on where Python is installed (a cassette recorded on one machine replays
+    on another); the standard library's likewise; other files as they are."""
+    shorter = _INSTALLED.sub("", filename)
+    if shorter != filename:
+        return shorter
+    for root in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}:
+        if filename.startswith(root + os.sep):
+            return filename[len(root) + 1 :]
+    return filename
+
+
 def render_exception(
     error: BaseException,
     is_cell: Callable[[str], bool],
@@ -554,7 +572,7 @@ def render_exception(
         elif is_cell(frame.filename):
             place = "Another cell"
         else:
-            place = f'File "{frame.filename}"'
+            place = f'File "{_where_installed(frame.filename)}"'
         lines.append(f"  {place}, line {frame.lineno}, in {frame.name}\n")
         if frame.line:
             lines.append(f"    {frame.line.strip()}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -21,12 +22,26 @@ def test_an_interrupt_before_any_text_keeps_no_answer_and_says_so(
     assert convo_shell.run_cell("%%turn\nfirst", cell_id="c1").success
     fake_openai.script.append(Canned(pieces=["too late"], delay=30.0))  # the first token waits
     main = threading.get_ident()
-    timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT))  # Ctrl-C, as a kernel gets it
-    timer.start()
+    sent = len(fake_openai.requests)
+    stop = threading.Event()
+
+    def ctrl_c_once_the_request_is_in() -> None:  # not before: deterministic on a busy machine
+        while not stop.is_set() and len(fake_openai.requests) == sent:
+            time.sleep(0.01)
+        if not stop.is_set():
+            signal.pthread_kill(main, signal.SIGINT)
+
+    # SIGINT raises KeyboardInterrupt while the cell runs, as in ipykernel (an earlier test
+    # in this process may have left another handler installed)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    presser = threading.Thread(target=ctrl_c_once_the_request_is_in, daemon=True)
+    presser.start()
     try:
         text = one_line_error(convo_shell, "%%turn\nsecond", capsys)
     finally:
-        timer.cancel()
+        stop.set()
+        presser.join()
+        signal.signal(signal.SIGINT, previous)
     assert "interrupted before any answer: turn 2 keeps the prompt with no answer" in text
     assert "partial answer" not in text
     convo = nbconvo.current()

@@ -158,3 +158,14 @@ def test_the_meter_counts_the_data_that_was_sent(
     assert turn is not None
     data = next(p for p in turn.prompt_parts if isinstance(p, DataPart))
     assert convo._ledger.own_tokens(turn) >= count_text(data.text)
+
+
+def test_the_last_error_names_library_files_by_package_not_by_install_path(
+    convo_shell: InteractiveShell, fake_openai: FakeOpenAI
+) -> None:
+    convo_shell.user_ns["df"] = sales(3)
+    assert not convo_shell.run_cell('df["South"]', store_history=True).success
+    run(convo_shell, "%%turn --error\nwhy?", "c1")
+    content = sent(fake_openai)[-1]["content"]
+    assert 'File "pandas/core/' in content and "KeyError: 'South'" in content
+    assert sys.prefix not in content and "site-packages" not in content  # the same on any machine
