@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 DEFAULT_MAX_RETRIES = 2
@@ -51,11 +51,10 @@ class Settings:
 
     def changed(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (unknown names are a programming error)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        unknown = set(changes) - set(values)
+        unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
-        return Settings(**{**values, **changes})
+        return replace(self, **changes)
 
 
 def _text(value: str) -> str | None:

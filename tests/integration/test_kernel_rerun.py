@@ -138,6 +138,13 @@ TOUR = [
 ]
 
 
+def notebook_env(server: FakeOpenAI, home: object, notebook: str) -> dict[str, str]:
+    """A kernel as JupyterLab starts one for ``notebook``, talking to the fake."""
+    return {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url,
+            "NBCONVO_MODEL": "openai:gpt-test", "NBCONVO_HOME": str(home),
+            "JPY_SESSION_NAME": notebook}
+
+
 def run_all(
     kernel: NotebookKernel, server: FakeOpenAI, cells: list[tuple[str, str]] = TOUR
 ) -> list[list[tuple[str, str]]]:
@@ -157,9 +164,7 @@ def test_run_all_reproduces_the_tour_each_time(server: FakeOpenAI, tmp_path: obj
     """Issue #14's tour: Run All three times on a live kernel, then once after a restart
     and `%convo load`. Each run sends what the first sent (the fork's turn never sees the
     turn it forked away from), and every generation stays: alt@1, alt@2, main@1, …"""
-    env = {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url,
-           "NBCONVO_MODEL": "openai:gpt-test", "NBCONVO_HOME": str(tmp_path),
-           "JPY_SESSION_NAME": "tour.ipynb"}
+    env = notebook_env(server, tmp_path, "tour.ipynb")
     kernel = NotebookKernel(env=env)
     try:
         assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
@@ -206,9 +211,7 @@ SHAPES = [
 def test_run_all_reproduces_forks_a_switch_a_compact_and_a_compare(
     server: FakeOpenAI, tmp_path: object
 ) -> None:
-    env = {"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": server.base_url,
-           "NBCONVO_MODEL": "openai:gpt-test", "NBCONVO_HOME": str(tmp_path),
-           "JPY_SESSION_NAME": "shapes.ipynb"}
+    env = notebook_env(server, tmp_path, "shapes.ipynb")
     kernel = NotebookKernel(env=env)
     try:
         assert kernel.run("%load_ext nbconvo", "setup").status == "ok"
