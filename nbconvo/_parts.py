@@ -80,17 +80,25 @@ class DataPart:
 
 @dataclass(frozen=True)
 class ToolCallPart:
+    """The model asked to call a tool. ``call_id`` pairs it with its result (providers
+    without ids get one made up); ``arguments`` is JSON text, as the model wrote it."""
+
     call_id: str
     name: str
-    arguments: str  # JSON text, as the model wrote it
+    arguments: str
     kind: Literal["tool_call"] = "tool_call"
 
 
 @dataclass(frozen=True)
 class ToolResultPart:
+    """What a tool call gave back, as the text the model reads (an error's one line when
+    ``is_error``); ``seconds`` it took to run (0 for a call that did not run)."""
+
     call_id: str
     content: str
     is_error: bool = False
+    name: str = ""
+    seconds: float = 0.0
     kind: Literal["tool_result"] = "tool_result"
 
 

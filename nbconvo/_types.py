@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias, TypedDict
+from typing import Any, Literal, TypeAlias, TypedDict
 
-from nbconvo._parts import Content
+from nbconvo._parts import Content, ToolCallPart
 
-Role = Literal["system", "user", "assistant"]
+# "tool": the results of the calls the assistant message before it made (its content is
+# ``ToolResultPart``s); an assistant message's parts may hold ``ToolCallPart``s.
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 class Message(TypedDict):
     role: Role
     content: Content  # plain text, or parts when a turn carries more (see _parts)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call: its name, what it does, and a JSON schema of its
+    arguments (an ``object`` schema, self-contained: no ``$ref``)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+
+
+@dataclass(frozen=True)
+class ResponseSchema:
+    """A structured answer: the JSON schema the answer must match, and its type's name."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "schema": self.schema}
 
 
 @dataclass(frozen=True)
@@ -26,6 +53,8 @@ class ChatRequest:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    schema: ResponseSchema | None = None  # the answer is JSON matching it
 
     def all_messages(self) -> list[Message]:
         """System first (when set), then the conversation: the OpenAI-style list."""
@@ -47,7 +76,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class Finish:
-    """The model stopped. ``reason`` is normalized: stop, length, content_filter, refusal, other."""
+    """The model stopped. ``reason`` is normalized: stop, length, tool_calls (it waits for
+    the results of the calls it made), content_filter, refusal, other."""
 
     reason: str
     notice: str | None = None
@@ -62,7 +92,8 @@ class Notice:
     kind: Literal["notice"] = "notice"
 
 
-ProviderEvent = TextDelta | Usage | Finish | Notice
+# A provider yields each tool call once it is complete (its arguments whole), as a part.
+ProviderEvent = TextDelta | Usage | Finish | Notice | ToolCallPart
 
 
 @dataclass
