@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from nbconvo._document import write_atomic
 from nbconvo._errors import PersistenceError, ReplayMiss, UsageError
-from nbconvo._parts import content_text, content_to_json
-from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
+from nbconvo._parts import ToolCallPart, ToolResultPart, content_text, content_to_json
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, ToolSpec, Usage
 from nbconvo.providers import Provider
 
 Mode = Literal["record", "replay", "auto"]
@@ -33,7 +33,9 @@ VERSION = 1
 
 
 def canonical_request(request: ChatRequest) -> dict[str, Any]:
-    return {
+    """The request as it is keyed: what the model was asked, never how long a tool took.
+    Tools and a schema appear only when set, so keys of earlier cassettes still match."""
+    out: dict[str, Any] = {
         "provider": request.provider,
         "model": request.model,
         "temperature": request.temperature,
@@ -41,9 +43,21 @@ def canonical_request(request: ChatRequest) -> dict[str, Any]:
         "seed": request.seed,
         "system": request.system,
         "messages": [
-            {"role": m["role"], "content": content_to_json(m["content"])} for m in request.messages
+            {"role": m["role"], "content": _timeless(content_to_json(m["content"]))}
+            for m in request.messages
         ],
     }
+    if request.tools:
+        out["tools"] = [t.to_json() for t in request.tools]
+    if request.schema is not None:
+        out["schema"] = request.schema.to_json()
+    return out
+
+
+def _timeless(content: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    return [{k: v for k, v in p.items() if k != "seconds"} for p in content]
 
 
 def request_key(request: ChatRequest) -> str:
@@ -69,6 +83,8 @@ def _event_from_json(data: dict[str, Any]) -> ProviderEvent:
         return Finish(str(data["reason"]), data.get("notice"))
     if kind == "notice":
         return Notice(str(data["text"]))
+    if kind == "tool_call":
+        return ToolCallPart(str(data["call_id"]), str(data["name"]), str(data["arguments"]))
     raise ValueError(f"unknown event kind {kind!r}")
 
 
@@ -139,6 +155,45 @@ class Cassette:
         if entry is None:
             return None
         return [_event_from_json(e) for e in entry["events"]]
+
+    def result(self, request: ChatRequest, call_id: str) -> ToolResultPart | None:
+        """The recorded result of a call the answer to ``request`` made, if any."""
+        entry = self.entries.get(request_key(request))
+        data = (entry or {}).get("results", {}).get(call_id)
+        if not isinstance(data, dict):
+            return None
+        return ToolResultPart(
+            call_id,
+            str(data.get("content", "")),
+            bool(data.get("is_error", False)),
+            str(data.get("name", "")),
+            float(data.get("seconds", 0.0)),
+        )
+
+    def record_result(self, request: ChatRequest, result: ToolResultPart) -> None:
+        """Keep a call's result with the answer that made the call, so a replay gives it
+        without running the function."""
+        key = request_key(request)
+        entry = self.entries.get(key)
+        if entry is None:
+            return  # the answer itself was not recorded (a failed stream): nothing to pair
+        entry.setdefault("results", {})[result.call_id] = {
+            "content": result.content,
+            "is_error": result.is_error,
+            "name": result.name,
+            "seconds": round(result.seconds, 3),
+        }
+        self._lines[key] = json.dumps(entry, ensure_ascii=False, sort_keys=True)
+        self.save()
+
+    def tool_spec(self, name: str) -> ToolSpec | None:
+        """The definition of tool ``name`` as a recorded request offered it (for a replay in
+        a kernel where the function is gone)."""
+        for entry in reversed(list(self.entries.values())):
+            for data in entry.get("request", {}).get("tools") or ():
+                if isinstance(data, dict) and data.get("name") == name:
+                    return ToolSpec(name, str(data.get("description", "")), data["parameters"])
+        return None
 
     def record(self, request: ChatRequest, events: list[ProviderEvent]) -> None:
         key = request_key(request)

@@ -6,6 +6,7 @@ same code serves ``%%turn``, ``Conversation.ask`` and ``nbconvo run``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from nbconvo._errors import (
     ContextWindowExceeded,
     NbconvoError,
     ProviderError,
+    ReplayMiss,
     TurnInterrupted,
     UsageError,
 )
@@ -33,10 +35,22 @@ from nbconvo._events import (
 from nbconvo._images import rule_for
 from nbconvo._meter import TokenLedger, TokenMeter
 from nbconvo._models import context_window
-from nbconvo._parts import Content, Part, Parts, TextPart, content_of, sendable, text_of
+from nbconvo._parts import (
+    Content,
+    Part,
+    Parts,
+    TextPart,
+    ToolCallPart,
+    ToolResultPart,
+    content_of,
+    sendable,
+    text_of,
+)
 from nbconvo._settings import Settings, process_settings
 from nbconvo._stream import Collected, StreamSink, collect
-from nbconvo._tokens import count_messages, count_text, encoding_for
+from nbconvo._tokens import count_content, count_messages, encoding_for
+from nbconvo._toolloop import Toolbox
+from nbconvo._tools import Shape
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
 from nbconvo._types import ChatRequest, Message
 from nbconvo.providers import (
@@ -62,6 +76,37 @@ def _no_cell() -> tuple[str | None, object | None]:
 cell_context: Callable[[], tuple[str | None, object | None]] = _no_cell
 
 
+def answer_messages(parts: Sequence[Part]) -> list[Message]:
+    """An answer's parts as messages: the assistant's text and tool calls, and after each
+    round of calls a ``tool`` message with their results."""
+    out: list[Message] = []
+    group: list[Part] = []
+    role: str = "assistant"
+    for part in parts:
+        kind = "tool" if isinstance(part, ToolResultPart) else "assistant"
+        if kind != role and group:
+            out.append({"role": role, "content": content_of(tuple(group))})  # type: ignore[typeddict-item]
+            group = []
+        role = kind
+        group.append(part)
+    if group:
+        out.append({"role": role, "content": content_of(tuple(group))})  # type: ignore[typeddict-item]
+    return out
+
+
+def answered(
+    calls: Sequence[ToolCallPart], results: Sequence[ToolResultPart], why: str
+) -> list[ToolResultPart]:
+    """``results`` and, for each call without one, an error result saying ``why``: every
+    call in a kept turn has its result, as every provider requires of the history."""
+    done = {r.call_id for r in results}
+    return list(results) + [
+        ToolResultPart(c.call_id, why, is_error=True, name=c.name)
+        for c in calls
+        if c.call_id not in done
+    ]
+
+
 def prompt_of(text: str | Sequence[Part]) -> Parts:
     """A prompt as parts: a string is one text part."""
     if isinstance(text, str):
@@ -85,6 +130,8 @@ class TurnOptions:
     cell_id: str | None = None
     execution: object | None = None  # identifies one cell execution (several asks share it)
     source: str = ""
+    tools: Toolbox | None = None  # functions the model may call, and who approves a call
+    schema: Shape | None = None  # the answer is JSON of this shape
 
 
 @dataclass
@@ -181,13 +228,15 @@ class Conversation:
         """The active path as provider-neutral messages (no system text)."""
         out: list[Message] = []
         for turn in self.path if path is None else path:
-            if turn.kind != "turn" or not turn.answer:  # summaries go in the system text
-                continue
+            if turn.kind != "turn" or not (turn.answer or turn.answer_parts):
+                continue  # summaries go in the system text
             # The text itself unless the turn has parts (inline: once per turn of history).
             prompt = sendable(turn.prompt_parts) if turn.prompt_parts else turn.prompt
-            answer = content_of(turn.answer_parts) if turn.answer_parts else turn.answer
             out.append({"role": "user", "content": prompt})
-            out.append({"role": "assistant", "content": answer})
+            if turn.answer_parts:
+                out.extend(answer_messages(turn.answer_parts))
+            else:
+                out.append({"role": "assistant", "content": turn.answer})
         return out
 
     def context_window(self, spec: str | None = None) -> int | None:
@@ -338,6 +387,8 @@ class Conversation:
             temperature=temperature,
             max_tokens=options.max_tokens if options.max_tokens is not None else self.max_tokens,
             seed=self.seed,
+            tools=tuple(t.spec for t in options.tools.tools.values()) if options.tools else (),
+            schema=options.schema.schema if options.schema else None,
         )
 
     def check_fits(self, text: Content, parent: int | None, spec: str) -> None:
@@ -387,11 +438,12 @@ class Conversation:
         started = time.time()
         got = Collected()
         try:
-            collect(provider, request, sink, got)
+            request = self._stream_with_tools(provider, request, options, sink, got)
         except KeyboardInterrupt:
+            got.next_step(answered(got.calls, [], "interrupted by the user before it ran"))
             turn = self._record(prompt, got, "interrupted", request, options, spec, started, plan)
             label = self.tree.label(turn.id)
-            if not got.text:
+            if not got.answer_parts():
                 raise TurnInterrupted(
                     f"interrupted before any answer: turn {label} keeps the prompt with no "
                     "answer and is not sent as history; run the cell again to ask"
@@ -403,8 +455,9 @@ class Conversation:
         except ProviderError as error:
             if not got.parts and error.partial:
                 got.parts.append(error.partial)
-            if not got.parts:
+            if not got.answer_parts():
                 raise  # nothing arrived: nothing changed
+            got.next_step(answered(got.calls, [], "not run: the answer failed"))
             turn = self._record(
                 prompt, got, "error", request, options, spec, started, plan, str(error)
             )
@@ -422,6 +475,70 @@ class Conversation:
                 "(ask for the final answer, or raise it with `%convo budget N`)"
             )
         return turn
+
+    def _stream_with_tools(
+        self,
+        provider: Provider,
+        request: ChatRequest,
+        options: TurnOptions,
+        sink: StreamSink,
+        got: Collected,
+    ) -> ChatRequest:
+        """Stream the answer; while the model calls tools, run them and send their results
+        back (at most ``max_steps`` rounds). Returns the last request sent."""
+        collect(provider, request, sink, got)
+        box = options.tools
+        while got.calls:
+            if box is None or got.steps >= box.max_steps:
+                limit = box.max_steps if box is not None else 0
+                why = (
+                    f"not run: the turn reached its limit of {limit} tool steps"
+                    if box is not None
+                    else "not run: no tools were offered"
+                )
+                if box is not None:
+                    sink.on_notice(
+                        f"stopped after {limit} tool steps: the model's last calls were not "
+                        "run (raise the limit with --max-steps N, or ask it to go on)"
+                    )
+                got.next_step(answered(got.calls, [], why))
+                break
+            step = got.step_parts()
+            results: list[ToolResultPart] = []
+            try:
+                for call in got.calls:
+                    result = self._tool_result(request, call, box)
+                    sink.on_tool_result(call, result)
+                    results.append(result)
+            except KeyboardInterrupt:
+                got.next_step(answered(got.calls, results, "interrupted by the user"))
+                got.calls = []
+                raise
+            got.next_step(results)
+            request = dataclasses.replace(
+                request, messages=(*request.messages, *answer_messages([*step, *results]))
+            )
+            collect(provider, request, sink, got)
+        return request
+
+    def _tool_result(
+        self, request: ChatRequest, call: ToolCallPart, box: Toolbox
+    ) -> ToolResultPart:
+        """The call's result: recorded in the cassette (a replay runs nothing), or run."""
+        cassette = self.cassette
+        if cassette is not None and cassette.mode != "record":
+            recorded = cassette.result(request, call.call_id)
+            if recorded is not None:
+                return recorded
+            if cassette.mode == "replay":
+                raise ReplayMiss(
+                    f"cassette {cassette.path} has no result for the call {call.name} the "
+                    "model made: record it with `--mode auto` or `--mode record`"
+                )
+        result = box.run(call)
+        if cassette is not None:
+            cassette.record_result(request, result)
+        return result
 
     def _should_auto_compact(self, text: Content, plan: _Plan, spec: str) -> bool:
         if not self.auto_compact or plan.rerun is not None or plan.fork_name is not None:
@@ -453,13 +570,16 @@ class Conversation:
         if self.tree.head != plan.parent:  # plan and tree agree unless changed meanwhile
             raise NbconvoError("the conversation changed while the turn ran; run the cell again")
         answer = got.text
+        parts = tuple(got.answer_parts())
+        answer_parts = () if all(isinstance(p, TextPart) for p in parts) else parts
         if got.usage is not None:
             input_tokens, output_tokens = got.usage.input_tokens, got.usage.output_tokens
         else:
             encoding = encoding_for(spec)
             images = rule_for(spec.partition(":")[0])
             input_tokens = count_messages(request.all_messages(), encoding, images)
-            output_tokens = count_text(answer, encoding)
+            said = [m["content"] for m in answer_messages(parts) if m["role"] == "assistant"]
+            output_tokens = count_content(said[-1] if said else "", encoding, images)
         params = {
             k: v
             for k, v in (("temperature", request.temperature), ("max_tokens", request.max_tokens))
@@ -472,6 +592,7 @@ class Conversation:
                 prompt=text_of(prompt),
                 answer=answer,
                 prompt_parts=() if isinstance(content_of(prompt), str) else prompt,
+                answer_parts=answer_parts,
                 status=status,
                 source=options.source,
                 provider=spec.partition(":")[0],

@@ -77,7 +77,7 @@ class TokenLedger:
 
     def own_tokens(self, turn: Turn) -> int:
         if turn.id not in self.own:
-            if not turn.answer:
+            if not turn.answer and not turn.answer_parts:
                 self.own[turn.id] = 0
             elif turn.kind == "summary":  # sent inside the system text
                 self.own[turn.id] = count_text(turn.answer, self.encoding) + PER_MESSAGE
@@ -89,9 +89,16 @@ class TokenLedger:
                         if turn.prompt_parts
                         else count_text(turn.prompt, self.encoding)
                     )
-                    + count_text(turn.answer, self.encoding)
+                    + self._answer_tokens(turn)
                 )
         return self.own[turn.id]
+
+    def _answer_tokens(self, turn: Turn) -> int:
+        if not turn.answer_parts:
+            return count_text(turn.answer, self.encoding)
+        # A turn that called tools: its text, each call and each result (one message each
+        # round, as ``Conversation.messages`` sends them).
+        return count_content(turn.answer_parts, self.encoding, self.images)
 
     def running_total(self, tree: ConversationTree, turn_id: int | None) -> tuple[int, bool]:
         """Tokens from the root through ``turn_id`` and whether an exact anchor is in it."""

@@ -44,6 +44,10 @@ class Settings:
     auto_compact: float = 0.0  # compact before a turn past this fraction (0: off)
     auto_compact_keep: int = 2  # turns kept verbatim by automatic compaction
     value_tokens: int = 1500  # each {value}'s budget in a prompt (NBCONVO_VALUE_TOKENS)
+    tool_timeout: float = 60.0  # seconds a tool call may run before it is stopped
+    tool_max_steps: int = 8  # model requests one turn may make while it calls tools
+    tool_result_chars: int = 20_000  # characters of a tool's result the model is sent
+    approve_tools: bool = False  # run every tool call unasked (`nbconvo run --allow-tools`)
 
     @property
     def autosave_off(self) -> bool:
@@ -114,6 +118,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "auto_compact": ("NBCONVO_AUTO_COMPACT", _fraction, "a fraction from 0 to 1"),
     "auto_compact_keep": ("NBCONVO_AUTO_COMPACT_KEEP", _whole(0), "a whole number ≥ 0"),
     "value_tokens": ("NBCONVO_VALUE_TOKENS", _whole(50), "a whole number ≥ 50, e.g. 1500"),
+    "tool_timeout": ("NBCONVO_TOOL_TIMEOUT", _seconds, "seconds ≥ 0, e.g. 60"),
+    "tool_max_steps": ("NBCONVO_TOOL_MAX_STEPS", _whole(1), "a whole number ≥ 1, e.g. 8"),
+    "tool_result_chars": (
+        "NBCONVO_TOOL_RESULT_CHARS", _whole(100), "a whole number ≥ 100, e.g. 20000"
+    ),
+    "approve_tools": ("NBCONVO_APPROVE_TOOLS", _flag, "1 or 0"),
 }
 
 

@@ -6,27 +6,54 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nbconvo._parts import Part, TextPart, ToolCallPart, ToolResultPart
 from nbconvo._types import ChatRequest, Finish, Notice, Usage
 from nbconvo.providers import Provider
 
 
 @dataclass
 class StreamSink:
-    """Where a streaming turn reports: text as it arrives, and one-line notices."""
+    """Where a streaming turn reports: text as it arrives, one-line notices, and each tool
+    call (before it runs) and its result."""
 
     on_text: Callable[[str], None] = lambda text: None
     on_notice: Callable[[str], None] = lambda text: None
+    on_tool_call: Callable[[ToolCallPart], None] = lambda call: None
+    on_tool_result: Callable[[ToolCallPart, ToolResultPart], None] = lambda call, result: None
 
 
 @dataclass
 class Collected:
+    """A turn's answer as it arrives. ``parts`` and ``calls`` are the step streaming now
+    (the text pieces, the tool calls); ``earlier`` holds the steps before it (text, calls
+    and their results) when the model called tools."""
+
     parts: list[str] = field(default_factory=list)
-    usage: Usage | None = None
+    calls: list[ToolCallPart] = field(default_factory=list)
+    earlier: list[Part] = field(default_factory=list)
+    usage: Usage | None = None  # the last step's: what the context holds after the turn
     finish: Finish | None = None
+    steps: int = 0
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        before = "".join(p.text for p in self.earlier if isinstance(p, TextPart))
+        return before + "".join(self.parts)
+
+    def step_parts(self) -> list[Part]:
+        text = "".join(self.parts)
+        step: list[Part] = [TextPart(text)] if text else []
+        return step + list(self.calls)
+
+    def answer_parts(self) -> list[Part]:
+        """Every part so far: the earlier steps, then this one's text and calls."""
+        return self.earlier + self.step_parts()
+
+    def next_step(self, results: list[ToolResultPart]) -> None:
+        """Keep this step (its calls answered by ``results``) and start the next."""
+        self.earlier = self.answer_parts() + list(results)
+        self.parts, self.calls, self.finish = [], [], None
+        self.steps += 1
 
 
 def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: Collected) -> None:
@@ -39,6 +66,9 @@ def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: Co
             if type(event) is str:  # a piece of the answer
                 keep(event)
                 show(event)
+            elif isinstance(event, ToolCallPart):
+                into.calls.append(event)
+                sink.on_tool_call(event)
             elif isinstance(event, Usage):
                 into.usage = event
             elif isinstance(event, Finish):

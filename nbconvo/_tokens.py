@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from nbconvo._images import Rule, document_tokens, tokens_of
-from nbconvo._parts import Content, DocumentPart, ImagePart
+from nbconvo._parts import Content, DocumentPart, ImagePart, ToolCallPart, ToolResultPart
 from nbconvo._types import Message
 
 # Chat framing adds a few tokens per message (OpenAI cookbook heuristic).
@@ -82,6 +82,11 @@ def count_content(content: Content, encoding: str = FALLBACK, images: Rule = "op
             total += tokens_of(part, images)
         elif isinstance(part, DocumentPart):
             total += document_tokens(part, images)
+        elif isinstance(part, ToolCallPart):  # its name and arguments, and the framing
+            total += PER_MESSAGE + count_text(part.name, encoding)
+            total += count_text(part.arguments, encoding)
+        elif isinstance(part, ToolResultPart):
+            total += PER_MESSAGE + count_text(part.content, encoding)
         else:
             total += count_text(getattr(part, "text", "") or "", encoding)
     return total

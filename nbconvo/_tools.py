@@ -58,8 +58,18 @@ class Tool:
     name: str
     func: Callable[..., Any] = field(repr=False, compare=False)
     spec: ToolSpec
-    _arguments: Any = field(repr=False, compare=False)  # a pydantic model class
+    _arguments: Any = field(repr=False, compare=False)  # a pydantic model class, or None
     _positional: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def recorded(cls, spec: ToolSpec) -> Tool:
+        """A tool known only by the spec a cassette recorded (its function is not in this
+        kernel): a replay can offer it; running it says the function is missing."""
+
+        def missing(*args: Any, **kwargs: Any) -> Any:
+            raise NameError(f"{spec.name} is not defined in this kernel")
+
+        return cls(spec.name, missing, spec, None)
 
     def arguments(self, text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's positional and keyword arguments from the model's JSON text;
@@ -72,6 +82,8 @@ class Tool:
             raise ToolInputError(f"the arguments are not JSON ({error.msg})") from None
         if not isinstance(data, dict):
             raise ToolInputError(f"the arguments are a {type(data).__name__}, not a JSON object")
+        if self._arguments is None:
+            return (), data
         try:
             checked = self._arguments.model_validate(data)
         except ValidationError as error:

@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                    "providers.openai", "providers.azure", "providers.anthropic",
                    "providers.gemini", "providers.copilot", "providers.llama", "_localmodel"}),
     ("persistence", {"_document", "_store", "_cassette"}),
-    ("engine", {"_stream", "_compact", "_conversation", "_transcript"}),
+    ("engine", {"_stream", "_compact", "_conversation", "_transcript", "_toolloop"}),
     ("session", {"_session"}),
     ("ui", {"", "_render", "_display", "_widget", "_widget_protocol", "_magics", "_commands",
             "_interpolate", "_values", "_notebook", "_cli", "_kernelclient"}),

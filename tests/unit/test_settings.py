@@ -29,6 +29,10 @@ EVERYTHING = {
     "NBCONVO_AUTO_COMPACT": "0.9",
     "NBCONVO_AUTO_COMPACT_KEEP": "3",
     "NBCONVO_VALUE_TOKENS": "800",
+    "NBCONVO_TOOL_TIMEOUT": "2.5",
+    "NBCONVO_TOOL_MAX_STEPS": "3",
+    "NBCONVO_TOOL_RESULT_CHARS": "500",
+    "NBCONVO_APPROVE_TOOLS": "1",
 }
 
 
@@ -57,6 +61,10 @@ def test_every_variable_is_read() -> None:
         auto_compact=0.9,
         auto_compact_keep=3,
         value_tokens=800,
+        tool_timeout=2.5,
+        tool_max_steps=3,
+        tool_result_chars=500,
+        approve_tools=True,
     )
     assert settings.autosave_off
     assert {variable_for(name) for name in Settings.__dataclass_fields__} == set(EVERYTHING)
@@ -74,6 +82,9 @@ def test_every_variable_is_read() -> None:
         ("NBCONVO_AUTO_COMPACT", "1.5", "0.0"),
         ("NBCONVO_AUTO_COMPACT_KEEP", "two", "2"),
         ("NBCONVO_VALUE_TOKENS", "10", "1500"),
+        ("NBCONVO_TOOL_TIMEOUT", "-1", "60.0"),
+        ("NBCONVO_TOOL_MAX_STEPS", "0", "8"),
+        ("NBCONVO_TOOL_RESULT_CHARS", "lots", "20000"),
     ],
 )
 def test_a_value_that_cannot_be_used_is_one_line_and_the_default(
