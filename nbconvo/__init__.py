@@ -27,6 +27,7 @@ from nbconvo._errors import (
 from nbconvo._parts import ImagePart, TextPart
 from nbconvo._session import SESSION
 from nbconvo._stream import StreamSink
+from nbconvo._tools import tool
 from nbconvo._tree import ConversationTree, Turn
 
 if TYPE_CHECKING:
@@ -211,6 +212,7 @@ __all__ = [
     "fork",
     "load_ipython_extension",
     "summarize",
+    "tool",
     "unload_ipython_extension",
     "widget",
 ]

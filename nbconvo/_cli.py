@@ -152,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     run.add_argument("--quiet", action="store_true", help="no progress bar or transcript print")
+    run.add_argument(
+        "--allow-tools",
+        action="store_true",
+        help="run the notebook functions the model calls (without it, no tool runs: a "
+        "replayed call gets its recorded result, a new one is refused)",
+    )
     args = parser.parse_args(argv)
     from nbconvo._errors import NbconvoError
 
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             mode=args.mode,
             timeout=args.timeout,
             progress=not args.quiet,
+            env={"NBCONVO_APPROVE_TOOLS": "1" if args.allow_tools else "0"},
         )
     except NbconvoError as error:
         print(f"nbconvo: {error}", file=sys.stderr)

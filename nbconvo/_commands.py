@@ -65,6 +65,13 @@ def _convo_parser() -> MagicArgumentParser:
     p.add_argument("a")
     p.add_argument("b")
     sub("meter", "tokens the next request uses against the context window")
+    p = sub(
+        "tools",
+        "show the tools turns offer, or offer these notebook functions (none: no tools; "
+        "--clear: every @nbconvo.tool again)",
+    )
+    p.add_argument("names", nargs="*")
+    p.add_argument("--clear", action="store_true")
     p = sub("save", "save every conversation (the whole tree) to a portable JSON file")
     p.add_argument("path", help="the file to write (NAME.json)")
     p = sub(

@@ -145,7 +145,7 @@ class _Plan:
     fork_name: str | None = None
 
 
-_ANNOUNCED_SETTINGS = frozenset({"model", "system", "goal", "budget", "window"})
+_ANNOUNCED_SETTINGS = frozenset({"model", "system", "goal", "budget", "window", "tools"})
 
 
 @dataclass
@@ -164,6 +164,7 @@ class Conversation:
     max_tokens: int | None = None
     seed: int | None = None
     cell: str | None = None  # the `%convo new` cell that made it: its rerun starts it afresh
+    tools: list[str] | None = None  # `%convo tools`: names offered (None: every @nbconvo.tool)
     auto_compact: float | None = None  # compact before a turn past this fraction of the window
     auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)

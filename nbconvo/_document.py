@@ -54,6 +54,7 @@ _SETTINGS = (
     "max_tokens",
     "seed",
     "cell",
+    "tools",
 )
 _TURN_NAMES = tuple(f.name for f in fields(Turn))
 _TURN_FIELDS = set(_TURN_NAMES)

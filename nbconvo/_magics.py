@@ -44,7 +44,23 @@ from nbconvo._settings import (
     DEFAULT_RETRY_MAX_WAIT,
     Settings,
 )
-from nbconvo._transcript import md_escape
+from nbconvo._toolloop import Toolbox
+from nbconvo._tools import Shape, Tool, ToolInputError, is_tool, shape_of, tools_of
+from nbconvo._transcript import answer_markdown, md_escape, tool_line
+
+
+def _names(text: str) -> list[str]:
+    """``"add, mul"`` or ``"add mul"`` as names; ``none`` as no names."""
+    names = [n for n in text.replace(",", " ").split() if n]
+    return [] if names == ["none"] else names
+
+
+def _render_result(value: Any, budget: int) -> tuple[str, str]:
+    """A tool's result that is not JSON, as a notebook value is shown to the model."""
+    from nbconvo._values import render_value
+
+    rendered = render_value("result", value, budget)
+    return rendered.text, rendered.summary or f"a {type(value).__name__}"
 
 
 def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
@@ -214,6 +230,24 @@ class ConvoMagics(Magics):
     @argument("--id", help="stable identity for this cell where the front end sends no cell id")
     @argument("--fork", type=int, metavar="N", help="fork at turn N first, then send")
     @argument("--no-stream", action="store_true", help="wait for the whole answer")
+    @argument(
+        "--tools",
+        metavar="F,G",
+        help="notebook functions the model may call this turn (none: no tools; default: "
+        "`%%convo tools`, else every @nbconvo.tool)",
+    )
+    @argument(
+        "--approve",
+        metavar="all|F,G",
+        help="run these tools' calls without asking (all: every call this turn)",
+    )
+    @argument("--max-steps", type=int, metavar="N", help="rounds of tool calls (default 8)")
+    @argument(
+        "--schema",
+        metavar="TYPE",
+        help="the answer is JSON of this pydantic model, dataclass or TypedDict (with -o: "
+        "the checked object)",
+    )
     @cell_magic
     def turn(self, line: str, cell: str) -> None:
         """Send the cell as one turn of the conversation and stream the answer.
@@ -227,7 +261,12 @@ class ConvoMagics(Magics):
             raise UsageError(f"-o/--out needs a Python variable name, not {args.out!r}")
         if args.max_tokens is not None and args.max_tokens < 1:
             raise UsageError("--max-tokens must be a positive whole number")
+        if args.max_steps is not None and args.max_steps < 1:
+            raise UsageError("--max-steps must be a positive whole number")
         convo = self.session.get(args.convo)
+        notices: list[str] = []
+        toolbox = self._toolbox(convo, args, notices.append)
+        shape = self._shape(args.schema)
         cell = cell.strip("\n")
         settings = self.session.settings
         if args.raw:
@@ -248,6 +287,8 @@ class ConvoMagics(Magics):
             cell_id=args.id or self.tracker.cell_id,
             execution=self.tracker.execution,
             source=cell,
+            tools=toolbox,
+            schema=shape,
         )
         if not text.strip() and all(isinstance(p, TextPart) for p in filled.parts):
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
@@ -257,9 +298,13 @@ class ConvoMagics(Magics):
         convo.auto_compact = self.session.settings.auto_compact or None
         convo.auto_compact_keep = self.session.settings.auto_compact_keep
         output = StreamingMarkdown(stream=not args.no_stream and self.session.settings.stream)
-        notices: list[str] = list(filled.warnings)
+        notices[:0] = filled.warnings
         output.start()
-        sink = StreamSink(on_text=output.feed, on_notice=notices.append)
+        sink = StreamSink(
+            on_text=output.feed,
+            on_notice=notices.append,
+            on_tool_result=lambda call, result: output.feed(tool_line(call, result)),
+        )
         try:
             turn = convo.ask(filled.parts, sink=sink, options=options)
         except NbconvoError:
@@ -268,9 +313,19 @@ class ConvoMagics(Magics):
             else:
                 output.discard()  # nothing arrived: the error alone says what happened
             raise
-        output.finish(turn.answer)
-        if args.out:
-            self._user_ns()[args.out] = turn.answer
+        output.finish(answer_markdown(turn))
+        mismatch: str | None = None
+        if shape is not None:
+            try:
+                value: Any = shape.validate(turn.answer)
+            except ToolInputError as error:
+                mismatch = (
+                    f"the answer does not match {shape.name}: {error}; it is kept as text in "
+                    f"turn {convo.tree.label(turn.id)}"
+                    + (f" and {args.out} was not changed" if args.out else "")
+                )
+        if args.out and mismatch is None:
+            self._user_ns()[args.out] = value if shape is not None else turn.answer
         footer = footer_text(convo, turn, convo.meter)
         for line in filled.attached:
             footer += f" · {line}"
@@ -278,6 +333,82 @@ class ConvoMagics(Magics):
         for notice in notices:
             footer += f" · ⚠ {notice}"
         self.footers.show(convo, turn.id, footer)
+        if mismatch is not None:
+            raise UsageError(mismatch)
+
+    def _toolbox(
+        self, convo: Conversation, args: argparse.Namespace, notice: Callable[[str], None]
+    ) -> Toolbox | None:
+        """The tools this turn offers: ``--tools``, else `%convo tools`, else every
+        ``@nbconvo.tool`` function in the notebook; None when there are none."""
+        names = _names(args.tools) if args.tools is not None else convo.tools
+        tools = self._resolve_tools(names)
+        if not tools:
+            if args.approve or args.max_steps:
+                raise UsageError(
+                    "--approve and --max-steps are for tools, and this turn offers none: "
+                    "name them with --tools F,G (or mark them @nbconvo.tool)"
+                )
+            return None
+        approve = _names(args.approve or "")
+        unknown = [n for n in approve if n != "all" and n not in tools]
+        if unknown:
+            raise UsageError(
+                f"--approve {unknown[0]}: the turn offers no tool of that name (it offers "
+                f"{', '.join(tools)}); nothing was sent"
+            )
+        settings = self.session.settings
+        approved = self.session.approved_tools
+        approved.update(n for n in approve if n != "all")
+        return Toolbox(
+            tools=tools,
+            approve_all="all" in approve or settings.approve_tools,
+            approved=approved,
+            ask=lambda question: input(question),
+            render=lambda value: _render_result(value, settings.value_tokens),
+            timeout=settings.tool_timeout,
+            max_steps=args.max_steps or settings.tool_max_steps,
+            result_chars=settings.tool_result_chars,
+            on_notice=notice,
+        )
+
+    def _resolve_tools(self, names: list[str] | None) -> dict[str, Tool]:
+        namespace = self._user_ns()
+        if names is None:
+            marked = [v for k, v in list(namespace.items()) if not k.startswith("_") and is_tool(v)]
+            return {t.name: t for t in tools_of(marked)}
+        found: list[Any] = []
+        cassette = self.session.cassette
+        for name in names:
+            value = namespace.get(name)
+            if value is None and cassette is not None and cassette.tool_spec(name) is not None:
+                spec = cassette.tool_spec(name)
+                assert spec is not None
+                found.append(Tool.recorded(spec))  # a replay needs its definition only
+                continue
+            if value is None:
+                raise UsageError(
+                    f"there is no function {name!r} in the notebook to offer as a tool: define "
+                    "it first (or fix the name); nothing was sent"
+                )
+            if not callable(value):
+                raise UsageError(
+                    f"{name} is a {type(value).__name__}, not a function: a tool is a "
+                    "function the model may call; nothing was sent"
+                )
+            found.append(value)
+        return {t.name: t for t in tools_of(found)}
+
+    def _shape(self, name: str | None) -> Shape | None:
+        if name is None:
+            return None
+        target = self._user_ns().get(name)
+        if target is None:
+            raise UsageError(
+                f"--schema {name}: there is no {name} in the notebook: define the pydantic "
+                "model, dataclass or TypedDict first; nothing was sent"
+            )
+        return shape_of(target)
 
     def _with_last_error(self, filled: Filled, budget: int) -> Filled:
         """``filled`` with the notebook's last error (and its cell) after the text."""
@@ -450,6 +581,25 @@ class ConvoMagics(Magics):
             raise UsageError(f"window must be a positive number of tokens, not {window}")
         convo.window = window
         show_markdown(f"*context window set to {window:,} tokens*")
+
+    def _cmd_tools(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.clear:
+            convo.tools = None
+        elif args.names:
+            names = _names(" ".join(args.names))
+            self._resolve_tools(names)  # an unknown name fails here, nothing changed
+            convo.tools = names
+        tools = self._resolve_tools(convo.tools)
+        where = "every @nbconvo.tool" if convo.tools is None else "`%convo tools`"
+        if not tools:
+            show_markdown(f"*no tools offered* ({where})")
+            return
+        lines = [f"*tools offered* ({where}):", ""]
+        for tool in tools.values():
+            approved = " · runs unasked" if tool.name in self.session.approved_tools else ""
+            summary = tool.spec.description.split("\n")[0]
+            lines.append(f"- `{tool.name}` — {md_escape(summary)}{approved}")
+        show_markdown("\n".join(lines))
 
     def _cmd_meter(self, convo: Conversation, args: argparse.Namespace) -> None:
         meter = convo.meter

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from nbconvo._html import render_blocks, render_markdown, wrap
 from nbconvo._meter import TokenMeter
-from nbconvo._transcript import md_escape, preview
+from nbconvo._parts import ToolCallPart
+from nbconvo._transcript import answer_markdown, md_escape, preview
 from nbconvo._tree import Turn
 
 if TYPE_CHECKING:
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 
     from nbconvo._conversation import Conversation
     from nbconvo._store import SessionSummary
+
+
+def tool_calls(turn: Turn) -> int:
+    return sum(1 for p in turn.answer_parts if isinstance(p, ToolCallPart))
 
 
 def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None) -> str:
@@ -27,6 +32,9 @@ def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None
         f"{turn.provider}:{turn.model}",
         f"{approx}{turn.input_tokens:,} → {turn.output_tokens:,} tokens",
     ]
+    calls = tool_calls(turn)
+    if calls:
+        parts.append(f"{calls} tool call{'s' if calls != 1 else ''}")
     if meter is not None and meter.window:
         mark = "" if meter.exact else "≈"
         parts.append(f"context {mark}{meter.used:,}/{meter.window:,} ({meter.fraction:.0%})")
@@ -57,12 +65,14 @@ def turn_html(convo: Conversation, turn: Turn) -> str:
     return wrap(
         f"<p><strong>{escape(head)}</strong>{escape(rest)}</p>"
         f"<p><strong>Prompt</strong></p>{render_blocks(turn.prompt)}"
-        f"<p><strong>Answer</strong></p>{render_blocks(turn.answer or '*(no answer)*')}"
+        f"<p><strong>Answer</strong></p>{render_blocks(answer_markdown(turn) or '*(no answer)*')}"
     )
 
 
 def turn_text(convo: Conversation, turn: Turn) -> str:
-    return f"Turn {convo.tree.label(turn.id)} · #{turn.id}\n\n{turn.prompt}\n\n{turn.answer}"
+    return (
+        f"Turn {convo.tree.label(turn.id)} · #{turn.id}\n\n{turn.prompt}\n\n{answer_markdown(turn)}"
+    )
 
 
 def history_markdown(convo: Conversation) -> str:

@@ -39,6 +39,9 @@ class Session:
     store_notice: str | None = None  # one line to show once (a damaged store moved aside)
     # Read from the environment when the extension loads; `%config ConvoMagics` changes it.
     settings: Settings = field(default_factory=process_settings)
+    # Tools the user said may always run ("a" at the prompt, `--approve NAME`): the
+    # kernel's life, never saved.
+    approved_tools: set[str] = field(default_factory=set)
     _writer: StoreWriter | None = field(default=None, repr=False)
     _client: httpx.Client | None = field(default=None, repr=False)
 

@@ -121,7 +121,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "tool_timeout": ("NBCONVO_TOOL_TIMEOUT", _seconds, "seconds ≥ 0, e.g. 60"),
     "tool_max_steps": ("NBCONVO_TOOL_MAX_STEPS", _whole(1), "a whole number ≥ 1, e.g. 8"),
     "tool_result_chars": (
-        "NBCONVO_TOOL_RESULT_CHARS", _whole(100), "a whole number ≥ 100, e.g. 20000"
+        "NBCONVO_TOOL_RESULT_CHARS",
+        _whole(100),
+        "a whole number ≥ 100, e.g. 20000",
     ),
     "approve_tools": ("NBCONVO_APPROVE_TOOLS", _flag, "1 or 0"),
 }

@@ -132,7 +132,9 @@ def describe(func: Callable[..., Any], *, name: str | None = None) -> Tool:
             continue
         if param.kind is inspect.Parameter.POSITIONAL_ONLY:
             positional.append(pname)
-        annotation = hints.get(pname, Any)
+        annotation = hints.get(pname, param.annotation)
+        if annotation is inspect.Parameter.empty or isinstance(annotation, str):
+            annotation = Any  # none, or a name that cannot be resolved here
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (annotation, Field(default, description=doc.params.get(pname)))
     try:

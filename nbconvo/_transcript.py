@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+from nbconvo._parts import TextPart, ToolCallPart, ToolResultPart
+from nbconvo._toolloop import describe_call
 from nbconvo._tree import ConversationTree, Turn
 
 
@@ -32,6 +34,49 @@ def md_escape(text: str) -> str:
 def preview(text: str, width: int = 60) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def code_span(text: str) -> str:
+    """``text`` as a Markdown code span, whatever backticks it holds."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def tool_line(call: ToolCallPart, result: ToolResultPart) -> str:
+    """One tool call as the answer shows it: the call, what it gave back (the start of
+    it), and how long it ran; its own paragraph."""
+    mark = "⚠" if result.is_error else "→"
+    seconds = result.seconds
+    took = (
+        ""
+        if not seconds
+        else f" · {seconds * 1000:.0f} ms"
+        if seconds < 1
+        else f" · {seconds:.1f} s"
+    )
+    shown = code_span(describe_call(call, 120))
+    outcome = code_span(preview(result.content, 100) or "(empty)")
+    return f"\n\n🔧 {shown} {mark} {outcome}{took}\n\n"
+
+
+def answer_markdown(turn: Turn) -> str:
+    """The answer as the cell shows it: its text, with a line for each tool call where
+    its result came back."""
+    if not turn.answer_parts:
+        return turn.answer
+    calls = {p.call_id: p for p in turn.answer_parts if isinstance(p, ToolCallPart)}
+    out: list[str] = []
+    for part in turn.answer_parts:
+        if isinstance(part, TextPart):
+            out.append(part.text)
+        elif isinstance(part, ToolResultPart) and part.call_id in calls:
+            out.append(tool_line(calls[part.call_id], part))
+    return "".join(out)
 
 
 def transcript_markdown(convo: Transcribed, *, all_branches: bool = False) -> str:
@@ -76,6 +121,6 @@ def _exchange(title: str, turn: Turn) -> list[str]:
         "",
         "**Assistant:**",
         "",
-        turn.answer,
+        answer_markdown(turn),
         "",
     ]

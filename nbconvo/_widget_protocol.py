@@ -18,6 +18,7 @@ from nbconvo._errors import UsageError
 from nbconvo._images import size_of, thumbnail
 from nbconvo._meter import State, TokenMeter
 from nbconvo._parts import DataPart, DocumentPart, ImagePart, Part
+from nbconvo._transcript import answer_markdown
 from nbconvo._tree import ConversationTree, Kind, Status, Turn
 
 PREVIEW_CHARS = 80
@@ -174,7 +175,7 @@ def details(tree: ConversationTree, request_id: str, turn_id: int) -> DetailsMes
         turn=turn.id,
         label=tree.tree_label(turn.id),
         prompt=turn.prompt,
-        answer=turn.answer,
+        answer=answer_markdown(turn),
         model=f"{turn.provider}:{turn.model}" if turn.provider else turn.model,
         status=turn.status,
         error=turn.error,

@@ -18,7 +18,7 @@ def test_public_names() -> None:
         "ConfigurationError", "ContextWindowExceeded", "Conversation", "ConversationError",
         "ConversationTree", "NbconvoError", "PersistenceError", "ProviderError", "ReplayMiss",
         "StreamInterrupted", "StreamSink", "Turn", "TurnInterrupted", "TurnOptions", "UsageError",
-        "compact", "current", "fork", "load_ipython_extension", "summarize",
+        "compact", "current", "fork", "load_ipython_extension", "summarize", "tool",
         "unload_ipython_extension", "widget", "TextPart", "ImagePart",
     }
     import nbconvo._parts as parts
