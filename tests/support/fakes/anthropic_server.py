@@ -9,17 +9,43 @@ It validates what the real API requires (a key as ``x-api-key`` or a bearer toke
 Scenarios (``Canned``): any status with a body and headers, ``error_after`` (an
 ``overloaded_error`` event), ``reset_after``, ``malformed_after``, ``finish`` (a stop
 reason such as ``max_tokens`` or ``refusal``), ``options={"unknown_events": True}``
-(thinking blocks and an event type from the future).
+(thinking blocks and an event type from the future), ``tool_calls=[(name, arguments
+JSON), …]`` (a text block of ``pieces`` when given, then one ``tool_use`` block per call,
+id ``toolu_<step>_<index>`` where step counts the assistant turns with calls before, so
+ids are unique in a conversation; the input in ``input_json_delta`` fragments of
+``chunk_size``; stop reason ``tool_use``).
+
+Tools: it checks ``tools`` (a name, an object ``input_schema``), ``tool_choice``, and that
+each ``tool_use`` is answered by a ``tool_result`` at the start of the next user message.
+Unscripted, a last user message of tool results alone is answered ``"tool said: …"``
+(their contents joined by "; "), and a forced tool (``tool_choice`` ``tool``, or ``any``:
+the last tool) is called with an input matching its schema (``base.example``), which is
+how nbconvo asks for a structured answer.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from tests.support.fakes.base import Canned, Exchange, FakeServer, count_tokens
+from tests.support.fakes.base import (
+    Canned,
+    Exchange,
+    FakeServer,
+    count_tokens,
+    example,
+    fragments,
+    tool_said,
+)
 
 NEW_VERSION = "2026-10-21"
 SAMPLING = ("temperature", "top_p", "top_k")
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+BLOCKS = {
+    "user": {"text", "image", "document", "tool_result"},
+    "assistant": {"text", "tool_use", "thinking", "redacted_thinking"},
+}
 
 
 def error_body(kind: str, message: str) -> dict[str, Any]:
@@ -79,11 +105,36 @@ class FakeAnthropic(FakeServer):
             payload = canned.body or error_body("api_error", "Internal server error")
             ex.json(canned.status, payload, {"request-id": "req_011fake", **canned.headers})
             return
-        users = [text_of(m["content"]) for m in body["messages"] if m["role"] == "user"]
-        self._stream(ex, body, self.pieces(self.answer(users), canned), canned, tokens)
+        pieces, calls = self._answer(body, canned)
+        self._stream(ex, body, pieces, canned, tokens, calls)
+
+    def _answer(
+        self, body: dict[str, Any], canned: Canned
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """The text pieces and the tool calls (name, arguments) to stream."""
+        if canned.tool_calls is not None:
+            return list(canned.pieces or []), list(canned.tool_calls)
+        users = [  # a message of tool results alone is no user turn
+            text_of(m["content"])
+            for m in body["messages"]
+            if m["role"] == "user" and not only_results(m["content"])
+        ]
+        last = body["messages"][-1]["content"]
+        text = tool_said(tool_results(last)) if only_results(last) else None
+        forced = forced_tool(body)
+        if forced is not None:
+            value = example(forced.get("input_schema"), text or self.answer(users), len(users))
+            return list(canned.pieces or []), [(forced["name"], json.dumps(value))]
+        return self.pieces(text or self.answer(users), canned), []
 
     def _stream(
-        self, ex: Exchange, body: dict[str, Any], pieces: list[str], canned: Canned, tokens: int
+        self,
+        ex: Exchange,
+        body: dict[str, Any],
+        pieces: list[str],
+        canned: Canned,
+        tokens: int,
+        calls: list[tuple[str, str]] | None = None,
     ) -> None:
         ex.start_stream("text/event-stream; charset=utf-8", {"request-id": "req_011fake"})
 
@@ -135,17 +186,19 @@ class FakeAnthropic(FakeServer):
             send({"type": "content_block_stop", "index": 0})
             ex.event({"type": "future_event", "detail": 1}, event="future_event")
             index = 1
-        send(
-            {
-                "type": "content_block_start",
-                "index": index,
-                "content_block": {"type": "text", "text": ""},
-            }
-        )
+        text_block = bool(pieces) or not calls  # an answer of calls alone has no text
+        if text_block:
+            send(
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                }
+            )
         ex.raw("event: ping" + ex.newline + 'data: {"type": "ping"}' + ex.newline * 2)
         limit = body["max_tokens"]
         sent = 0
-        stop = canned.finish or "end_turn"
+        stop = canned.finish or ("tool_use" if calls else "end_turn")
         for n, piece in enumerate(pieces):
             if canned.error_after == n:
                 send(
@@ -172,7 +225,11 @@ class FakeAnthropic(FakeServer):
                 }
             )
             sent += 1
-        send({"type": "content_block_stop", "index": index})
+        if text_block:
+            send({"type": "content_block_stop", "index": index})
+            index += 1
+        if stop != "max_tokens":
+            sent += self._tool_blocks(send, calls or [], index)
         send(
             {
                 "type": "message_delta",
@@ -187,6 +244,61 @@ class FakeAnthropic(FakeServer):
         )
         send({"type": "message_stop"})
 
+    def _tool_blocks(self, send: Any, calls: list[tuple[str, str]], first: int) -> int:
+        """One ``tool_use`` block per call, its input in fragments (the first one empty,
+        as the API sends it); returns how many fragments were sent."""
+        sent = 0
+        step = sum(  # ids unique in a conversation, the same for the same request
+            1
+            for m in self.requests[-1]["messages"]
+            if m["role"] == "assistant"
+            and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in m["content"])
+        )
+        for n, (name, arguments) in enumerate(calls):
+            index = first + n
+            block = {
+                "type": "tool_use",
+                "id": f"toolu_{step}_{n}",
+                "name": name,
+                "input": {},
+            }
+            send({"type": "content_block_start", "index": index, "content_block": block})
+            for piece in ["", *fragments(arguments, self.chunk_size)]:
+                delta = {"type": "input_json_delta", "partial_json": piece}
+                send({"type": "content_block_delta", "index": index, "delta": delta})
+                sent += 1
+            send({"type": "content_block_stop", "index": index})
+        return sent
+
+
+def tool_results(content: Any) -> list[str]:
+    """The text of each ``tool_result`` block of a user message's content."""
+    if isinstance(content, str):
+        return []
+    return [
+        text_of(block.get("content") or "")
+        for block in content
+        if block.get("type") == "tool_result"
+    ]
+
+
+def only_results(content: Any) -> bool:
+    return bool(content) and all(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    )
+
+
+def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool the model must call: the one ``tool_choice`` names, or with ``any`` the
+    last one (nbconvo puts its answer tool last)."""
+    choice = body.get("tool_choice") or {}
+    tools = body.get("tools") or []
+    if choice.get("type") == "tool":
+        return next((t for t in tools if t.get("name") == choice.get("name")), None)
+    if choice.get("type") == "any" and tools:
+        return dict(tools[-1])
+    return None
+
 
 def input_tokens(body: dict[str, Any]) -> int:
     system = body.get("system") or ""
@@ -200,6 +312,79 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     return " ".join(block["text"] for block in content if block.get("type") == "text")
+
+
+def tools_error(body: dict[str, Any]) -> str | None:
+    """``tools`` with valid names and object input schemas; a ``tool_choice`` that names
+    one of them."""
+    tools = body.get("tools")
+    names = set()
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "tools: Input should be a valid list"
+        for i, tool in enumerate(tools):
+            name = tool.get("name") if isinstance(tool, dict) else None
+            if not isinstance(name, str) or not TOOL_NAME.match(name):
+                return (
+                    f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
+                )
+            schema = tool.get("input_schema")
+            if not isinstance(schema, dict) or schema.get("type") != "object":
+                return f"tools.{i}.custom.input_schema.type: Input should be 'object'"
+            if name in names:
+                return "tools: Tool names must be unique."
+            names.add(name)
+    choice = body.get("tool_choice")
+    if choice is not None:
+        kind = choice.get("type") if isinstance(choice, dict) else None
+        if kind not in ("auto", "any", "tool", "none"):
+            return "tool_choice: Input tag does not match any of the expected tags"
+        if kind in ("any", "tool") and not names:
+            return "tool_choice: may only be specified while providing tools."
+        if kind == "tool" and choice.get("name") not in names:
+            return f"tool_choice.tool.name: Tool '{choice.get('name')}' not found in tools"
+    return None
+
+
+def blocks_error(messages: list[dict[str, Any]]) -> str | None:
+    """Block types by role, and every ``tool_use`` answered by a ``tool_result`` at the
+    start of the next message (and no ``tool_result`` without its ``tool_use``)."""
+    waiting: list[str] = []
+    for i, message in enumerate(messages):
+        content = message["content"]
+        blocks = [] if isinstance(content, str) else content
+        for j, block in enumerate(blocks):
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind not in BLOCKS[message["role"]]:
+                return f"messages.{i}.content.{j}.type: Input tag {kind!r} is not allowed here"
+        results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+        leading = [b.get("type") for b in blocks[: len(results)]]
+        if any(kind != "tool_result" for kind in leading):
+            return (
+                f"messages.{i}: `tool_result` blocks must come first in the content, "
+                "before any other block"
+            )
+        missing = [w for w in waiting if w not in results]
+        if missing:
+            return (
+                f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                "corresponding `tool_result` block in the next message."
+            )
+        stray = [r for r in results if r not in waiting]
+        if stray:
+            return (
+                f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` "
+                f"blocks: {stray[0]}. Each `tool_result` block must have a corresponding "
+                "`tool_use` block in the previous message."
+            )
+        waiting = [b["id"] for b in blocks if b.get("type") == "tool_use"]
+    if waiting:
+        return (
+            f"messages.{len(messages) - 1}: `tool_use` ids were found without `tool_result` "
+            f"blocks immediately after: {', '.join(waiting)}"
+        )
+    return None
 
 
 def validate(body: Any, version: str, *, count_only: bool = False) -> str | None:
@@ -234,10 +419,13 @@ def validate(body: Any, version: str, *, count_only: bool = False) -> str | None
         if role not in ("user", "assistant"):
             return f"messages.{i}.role: Input should be 'user' or 'assistant'"
         content = message.get("content")
-        if not isinstance(content, (str, list)) or not text_of(content).strip():
+        if not isinstance(content, (str, list)) or not (
+            text_of(content).strip()
+            or any(isinstance(b, dict) and b.get("type") != "text" for b in content)
+        ):
             return f"messages.{i}: all messages must have non-empty content"
         if i == 0 and role != "user":
             return 'messages: first message must use the "user" role'
         if i > 0 and messages[i - 1].get("role") == role:
             return 'messages: roles must alternate between "user" and "assistant"'
-    return None
+    return blocks_error(messages) or tools_error(body)

@@ -9,7 +9,10 @@ with the deployment as ``model``. It takes an ``api-key`` header or an Entra bea
 Errors carry a string ``code``.
 
 Scenarios (``Canned``): any status/body/headers, ``error_after``, ``reset_after``,
-``malformed_after``, ``finish`` (e.g. ``content_filter``, ``length``).
+``malformed_after``, ``finish`` (e.g. ``content_filter``, ``length``), ``tool_calls``
+(as the OpenAI fake streams them, each chunk with its filter results; finish
+``tool_calls``). Unscripted, tool results are answered ``"tool said: …"`` and a
+``json_schema`` answer is a JSON object matching it, as the OpenAI fake does.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from tests.support.fakes.base import (
     Canned,
     Exchange,
     FakeServer,
+    chat_answer,
     chat_content_text,
     chat_messages_error,
+    chat_tools_error,
     count_tokens,
+    openai_tool_deltas,
+    tool_steps,
 )
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -116,7 +123,9 @@ class FakeAzure(FakeServer):
                 ),
             )
             return
-        tokens = sum(count_tokens(chat_content_text(m["content"])) + 3 for m in body["messages"])
+        tokens = sum(
+            count_tokens(chat_content_text(m.get("content") or "")) + 3 for m in body["messages"]
+        )
         if tokens > self.context_window:
             ex.json(
                 400,
@@ -141,7 +150,12 @@ class FakeAzure(FakeServer):
             )
             return
         users = [chat_content_text(m["content"]) for m in body["messages"] if m["role"] == "user"]
-        self._stream(ex, body, deployment, self.pieces(self.answer(users), canned), canned, tokens)
+        if canned.tool_calls is not None and canned.pieces is None:
+            pieces: list[str] = []  # calls alone
+        else:
+            text = chat_answer(body["messages"], body, lambda: self.answer(users))
+            pieces = self.pieces(text, canned)
+        self._stream(ex, body, deployment, pieces, canned, tokens)
 
     def _stream(
         self,
@@ -253,6 +267,27 @@ class FakeAzure(FakeServer):
                         **usage_key,
                     }
                 )
+        calls = openai_tool_deltas(
+            canned.tool_calls or [], self.chunk_size, f"call_{tool_steps(body)}_"
+        )
+        for delta in calls:
+            ex.event(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": delta,
+                            "finish_reason": None,
+                            "logprobs": None,
+                            "content_filter_results": {},
+                        }
+                    ],
+                    **usage_key,
+                }
+            )
+        if calls and finish == "stop" and canned.finish is None:
+            finish = "tool_calls"
         ex.event(
             {
                 **base,
@@ -267,8 +302,8 @@ class FakeAzure(FakeServer):
                     "choices": [],
                     "usage": {
                         "prompt_tokens": tokens,
-                        "completion_tokens": sent,
-                        "total_tokens": tokens + sent,
+                        "completion_tokens": sent + len(calls),
+                        "total_tokens": tokens + sent + len(calls),
                     },
                 }
             )
@@ -280,7 +315,7 @@ def validate(body: Any, *, v1: bool) -> str | None:
         return "The request body must be a JSON object."
     if v1 and (not isinstance(body.get("model"), str) or not body["model"]):
         return "you must provide a model parameter"
-    problem = chat_messages_error(body.get("messages"), ROLES)
+    problem = chat_messages_error(body.get("messages"), ROLES) or chat_tools_error(body)
     if problem:
         return problem
     if body.get("stream") is not True:

@@ -32,6 +32,10 @@ class Canned:
     malformed_after: int | None = None  # a data line that is not JSON after N pieces
     finish: str | None = None  # the provider's own stop reason; None: a natural stop
     options: dict[str, Any] = field(default_factory=dict)  # provider-specific scenario flags
+    # An answer that calls tools: (name, arguments as JSON text) each, in order, after
+    # ``pieces`` of text when given (none otherwise); each fake streams them in its wire
+    # format, the arguments cut into small fragments (``chunk_size``).
+    tool_calls: list[tuple[str, str]] | None = None
 
 
 @dataclass
@@ -50,6 +54,85 @@ def default_answer(users: list[str]) -> str:
 
 def count_tokens(text: str) -> int:
     return len(text.split()) + 1
+
+
+def tool_said(results: list[str]) -> str:
+    """The default answer after tool results: what the tools said, so a dialogue shows
+    the model "used" them."""
+    return "tool said: " + "; ".join(results)
+
+
+def fragments(text: str, size: int) -> list[str]:
+    """Arguments cut as a model streams them: small pieces, at least two when possible."""
+    size = max(1, min(size, len(text) // 2 or 1))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def example(schema: Any, text: str, number: int = 1) -> Any:
+    """A value matching a JSON schema (what the fakes answer when a structured answer is
+    asked for): each string is ``text``, each number ``number``, each object has all its
+    properties, an enum its first value, ``anyOf`` its first choice that is not null."""
+    if not isinstance(schema, dict):
+        return text
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        choices = [c for c in schema.get(key) or [] if c.get("type") != "null"]
+        if choices:
+            return example(choices[0], text, number)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties") or {}
+        return {name: example(sub, text, number) for name, sub in properties.items()}
+    if kind == "array":
+        return [example(schema.get("items") or {}, text, number)]
+    if kind == "integer":
+        return number
+    if kind == "number":
+        return float(number)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return text
+
+
+def tool_steps(body: dict[str, Any]) -> int:
+    """How many assistant messages with tool calls a Chat Completions request holds: the
+    fakes number a new answer's call ids with it, so ids are unique in a conversation and
+    the same for the same request (the SDK's and nbconvo's)."""
+    return sum(1 for m in body["messages"] if m["role"] == "assistant" and m.get("tool_calls"))
+
+
+def openai_tool_deltas(
+    calls: list[tuple[str, str]], size: int, prefix: str
+) -> list[dict[str, Any]]:
+    """Chat Completions ``delta.tool_calls`` for ``calls``: each call's first delta has its
+    index, id (``prefix`` + its place), type and name and empty arguments, the next ones
+    pieces of its arguments; parallel calls interleave, one fragment each in turn."""
+    queues = []
+    for index, (name, arguments) in enumerate(calls):
+        head = {
+            "index": index,
+            "id": f"{prefix}{index}",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
+        rest = [
+            {"index": index, "function": {"arguments": piece}}
+            for piece in fragments(arguments, size)
+        ]
+        queues.append([head, *rest])
+    deltas = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                deltas.append({"tool_calls": [queue.pop(0)]})
+    return deltas
 
 
 class Exchange:
@@ -245,18 +328,136 @@ def chat_content_text(content: Any) -> str:
 
 
 def chat_messages_error(messages: Any, roles: Collection[str]) -> str | None:
-    """What OpenAI answers for a ``messages`` list it refuses: missing, a bad role, or a
+    """What OpenAI answers for a ``messages`` list it refuses: missing, a bad role, a
     content that is neither a string nor text and image parts (the wire-format
-    reference, section 1). Shared by the OpenAI and Azure fakes."""
+    reference, section 1), or tool calls and tool messages that do not pair up. Shared
+    by the OpenAI and Azure fakes."""
     if not isinstance(messages, list) or not messages:
         return "'messages' is a required property"
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in roles:
             return f"Invalid value for 'messages[{i}].role'"
-        problem = chat_content_error(m.get("content"), f"messages[{i}]")
+        if m["role"] == "assistant" and m.get("tool_calls") is not None:
+            problem = chat_tool_calls_error(m, f"messages[{i}]")
+        elif m["role"] == "tool":
+            problem = chat_tool_message_error(m, f"messages[{i}]")
+        else:
+            problem = chat_content_error(m.get("content"), f"messages[{i}]")
         if problem:
             return problem
+    return chat_pairing_error(messages)
+
+
+def chat_tool_calls_error(message: dict[str, Any], where: str) -> str | None:
+    """An assistant message with ``tool_calls``: a content string (or null) and calls with
+    an id, type ``function``, a name and arguments as a string."""
+    content = message.get("content")
+    if content is not None:
+        problem = chat_content_error(content, where)
+        if problem:
+            return problem
+    calls = message["tool_calls"]
+    if not isinstance(calls, list) or not calls:
+        return f"Invalid '{where}.tool_calls': empty array. Expected an array with minimum length 1"
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or call.get("type") != "function":
+            return f"Missing required parameter: '{where}.tool_calls[{j}].function'."
+        if not isinstance(call.get("id"), str) or not call["id"]:
+            return f"Missing required parameter: '{where}.tool_calls[{j}].id'."
+        if not isinstance(function.get("name"), str) or not function["name"]:
+            return f"Missing required parameter: '{where}.tool_calls[{j}].function.name'."
+        if not isinstance(function.get("arguments"), str):
+            return (
+                f"Invalid type for '{where}.tool_calls[{j}].function.arguments': expected a string"
+            )
     return None
+
+
+def chat_tool_message_error(message: dict[str, Any], where: str) -> str | None:
+    if not isinstance(message.get("tool_call_id"), str) or not message["tool_call_id"]:
+        return f"Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'. ({where})"
+    if not isinstance(message.get("content"), str):
+        return chat_content_error(message.get("content"), where)
+    return None
+
+
+def chat_pairing_error(messages: list[dict[str, Any]]) -> str | None:
+    """Each tool message answers a call of the assistant message just before the run of
+    tool messages it is in, and every call is answered (OpenAI's own two errors)."""
+    waiting: list[str] = []
+    for i, m in enumerate(messages):
+        if m["role"] == "tool":
+            if m["tool_call_id"] not in waiting:
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceeding message with 'tool_calls'. (messages[{i}])"
+                )
+            waiting.remove(m["tool_call_id"])
+            continue
+        if waiting:
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(waiting)}"
+            )
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            waiting = [c["id"] for c in m["tool_calls"]]
+    if waiting:
+        return f"The following tool_call_ids did not have response messages: {', '.join(waiting)}"
+    return None
+
+
+def chat_tools_error(body: dict[str, Any]) -> str | None:
+    """``tools`` of type ``function`` with a name and an object schema, and a
+    ``response_format`` of a known type (a ``json_schema`` one with a name and schema)."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not tools:
+            return "Invalid 'tools': empty array. Expected an array with minimum length 1"
+        for i, t in enumerate(tools):
+            function = t.get("function") if isinstance(t, dict) else None
+            if t.get("type") != "function" or not isinstance(function, dict):
+                return f"Missing required parameter: 'tools[{i}].function'."
+            if not isinstance(function.get("name"), str) or not function["name"]:
+                return f"Missing required parameter: 'tools[{i}].function.name'."
+            parameters = function.get("parameters", {"type": "object"})
+            if not isinstance(parameters, dict) or parameters.get("type") != "object":
+                return (
+                    f"Invalid schema for function '{function['name']}': schema must be a JSON "
+                    "Schema of 'type: \"object\"'"
+                )
+    fmt = body.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
+            return "Invalid value for 'response_format.type'"
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                return "Missing required parameter: 'response_format.json_schema.name'."
+            if not isinstance(spec.get("schema"), dict):
+                return "Invalid 'response_format.json_schema.schema': expected an object"
+    return None
+
+
+def chat_answer(
+    messages: list[dict[str, Any]], body: dict[str, Any], echo: Callable[[], Any]
+) -> Any:
+    """What a Chat Completions fake answers when not scripted: after tool messages, what
+    the tools said; else ``echo()``; as a JSON example when a ``json_schema`` answer is
+    asked for (the echo's text in its strings)."""
+    results = []
+    for m in reversed(messages):
+        if m["role"] != "tool":
+            break
+        results.insert(0, chat_content_text(m["content"]))
+    answer = tool_said(results) if results else echo()
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema" and isinstance(answer, str):
+        users = sum(1 for m in messages if m["role"] == "user")
+        return json.dumps(example(fmt["json_schema"]["schema"], answer, users))
+    return answer
 
 
 def chat_content_error(content: Any, where: str) -> str | None:
@@ -284,7 +485,5 @@ def chat_content_error(content: Any, where: str) -> str | None:
             if isinstance(file.get("file_id"), str):
                 continue
             return f"Invalid value for '{where}.content[{j}].file'"
-        return (
-            f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url' and 'file'."
-        )
+        return f"Invalid value: '{kind}'. Supported values are: 'text', 'image_url' and 'file'."
     return None

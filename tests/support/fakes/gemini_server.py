@@ -12,15 +12,35 @@ Scenarios (``Canned``): any status and body (e.g. 429 with ``RetryInfo``), ``err
 ``malformed_after``, ``finish`` (``MAX_TOKENS``, ``SAFETY`` …), and ``options``:
 ``block`` (a ``promptFeedback.blockReason``), ``thought_signature`` (an empty-text part
 carrying one), ``finish_only`` (the finish reason in a last chunk without content).
+
+Tools: ``Canned(tool_calls=[(name, arguments JSON), …], pieces=[…])`` streams the text
+pieces, then one ``functionCall`` part per call (``args`` an object, no id), each in a
+chunk of its own or, with ``options={"calls_together": True}``, all in one chunk; the
+first call carries a ``thoughtSignature`` (``signature_for(request number)``), as Gemini 3
+sends it; the finish reason is ``STOP``. It checks ``functionDeclarations`` (a name, a
+schema as ``parameters`` or ``parametersJsonSchema``), that ``functionCall`` parts are the
+model's and ``functionResponse`` parts the user's, one response per call, and with
+``require_signatures=True`` that the current turn's calls carry back the signatures it
+gave (Gemini 3 answers 400 otherwise). Unscripted, a last user turn of function
+responses alone is answered ``"tool said: …"`` (each response's ``result`` or ``error``
+joined by "; "), and a ``responseJsonSchema`` answer is a JSON object matching it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
 
-from tests.support.fakes.base import Canned, Exchange, FakeServer, count_tokens
+from tests.support.fakes.base import (
+    Canned,
+    Exchange,
+    FakeServer,
+    count_tokens,
+    example,
+    tool_said,
+)
 
 _PATH = re.compile(
     r"^/(v1|v1beta)/models/([^:/]+):(streamGenerateContent|generateContent|countTokens)$"
@@ -37,8 +57,18 @@ CONFIG_FIELDS = {
     "presencePenalty",
     "frequencyPenalty",
     "responseMimeType",
+    "responseJsonSchema",
+    "responseSchema",
     "thinkingConfig",
 }
+# Struct fields: Google's JSON mapping leaves the keys inside them as they are written.
+OPAQUE = {"parametersJsonSchema", "responseJsonSchema", "args", "response"}
+FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.:-]{0,127}$")
+MISSING_SIGNATURE = (
+    "Function call is missing a thought_signature in functionCall parts. This is required "
+    "for tools to work correctly, and missing thought_signature may lead to degraded model "
+    "performance. Additional data, function call `default_api:{name}`, position {position}."
+)
 TOP_FIELDS = {
     "contents",
     "systemInstruction",
@@ -99,12 +129,34 @@ def rate_limited(
 
 
 def camel(value: Any) -> Any:
-    """Google's JSON mapping accepts snake_case too; the fake works in camelCase."""
+    """Google's JSON mapping accepts snake_case too; the fake works in camelCase (but
+    leaves what is inside a schema, arguments or a response as it is)."""
     if isinstance(value, dict):
-        return {_SNAKE.sub(lambda m: m.group(1).upper(), k): camel(v) for k, v in value.items()}
+        out = {}
+        for key, item in value.items():
+            name = _SNAKE.sub(lambda m: m.group(1).upper(), key)
+            out[name] = item if name in OPAQUE else camel(item)
+        return out
     if isinstance(value, list):
         return [camel(v) for v in value]
     return value
+
+
+def signature_for(request: int) -> str:
+    """The thought signature the fake gives the first call of its n-th answer."""
+    return base64.b64encode(f"fake-signature-{request}".encode()).decode()
+
+
+def response_text(part: dict[str, Any]) -> str:
+    """What a ``functionResponse`` part says: its ``result``, else its ``error``."""
+    response = part["functionResponse"].get("response") or {}
+    value = response.get("result", response.get("error", response))
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def only_responses(content: dict[str, Any]) -> bool:
+    parts = content.get("parts") or []
+    return bool(parts) and all("functionResponse" in p for p in parts)
 
 
 class FakeGemini(FakeServer):
@@ -115,11 +167,13 @@ class FakeGemini(FakeServer):
         models: set[str] | None = None,
         input_limit: int = 1_048_576,
         crlf: bool = True,
+        require_signatures: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(api_key=api_key, crlf=crlf, **kwargs)
         self.models = models  # None: any model name is served
         self.input_limit = input_limit
+        self.require_signatures = require_signatures  # as Gemini 3 does
 
     def handle(self, ex: Exchange) -> None:
         match = _PATH.match(ex.path)
@@ -152,6 +206,8 @@ class FakeGemini(FakeServer):
         if method == "countTokens" and "generateContentRequest" in body:
             body = body["generateContentRequest"]
         problem = validate(body, count_only=method == "countTokens")
+        if not problem and self.require_signatures:
+            problem = signature_error(body)
         if problem:
             ex.json(400, status_error(400, "INVALID_ARGUMENT", problem))
             return
@@ -197,13 +253,8 @@ class FakeGemini(FakeServer):
                 canned.headers,
             )
             return
-        users = [
-            " ".join(p["text"] for p in c["parts"] if "text" in p)
-            for c in body["contents"]
-            if c.get("role", "user") == "user"
-        ]
-        pieces = self.pieces(self.answer(users), canned)
-        chunks = self._chunks(body, model, pieces, canned, tokens)
+        pieces, calls = self._answer(body, canned)
+        chunks = self._chunks(body, model, pieces, canned, tokens, calls)
         if method == "generateContent":
             ex.json(200, chunks[-1] if chunks else {})
         elif (ex.seen.query.get("alt") or [""])[0] == "sse":
@@ -212,8 +263,45 @@ class FakeGemini(FakeServer):
             ex.start_stream("application/json; charset=UTF-8")
             ex.raw("[" + ",\r\n".join(json.dumps(c) for c in chunks) + "]")
 
+    def _answer(
+        self, body: dict[str, Any], canned: Canned
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """The text pieces and the calls (name, arguments) to stream."""
+        if canned.tool_calls is not None:
+            return list(canned.pieces or []), list(canned.tool_calls)
+        users = [  # a turn of function responses alone is no user turn
+            " ".join(p["text"] for p in c["parts"] if "text" in p)
+            for c in body["contents"]
+            if c.get("role", "user") == "user" and not only_responses(c)
+        ]
+        last = body["contents"][-1]
+        if only_responses(last):
+            text = tool_said([response_text(p) for p in last["parts"]])
+        else:
+            text = self.answer(users)
+        schema = (body.get("generationConfig") or {}).get("responseJsonSchema")
+        if schema is not None:
+            text = json.dumps(example(schema, text, len(users)))
+        return self.pieces(text, canned), []
+
+    def _call_parts(self, calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """A ``functionCall`` part per call; the first with a thought signature."""
+        parts: list[dict[str, Any]] = []
+        for name, arguments in calls:
+            part: dict[str, Any] = {"functionCall": {"name": name, "args": json.loads(arguments)}}
+            if not parts:
+                part["thoughtSignature"] = signature_for(len(self.requests))
+            parts.append(part)
+        return parts
+
     def _chunks(
-        self, body: dict[str, Any], model: str, pieces: list[str], canned: Canned, tokens: int
+        self,
+        body: dict[str, Any],
+        model: str,
+        pieces: list[str],
+        canned: Canned,
+        tokens: int,
+        calls: list[tuple[str, str]] | None = None,
     ) -> list[Any]:
         meta = {"modelVersion": model, "responseId": "fakeResponse01"}
         intermediate_usage = {
@@ -260,12 +348,23 @@ class FakeGemini(FakeServer):
                     **meta,
                 }
             )
+        call_parts = self._call_parts(calls or []) if finish == "STOP" else []
+        together = canned.options.get("calls_together") and call_parts
+        for group in [call_parts] if together else [[p] for p in call_parts]:
+            chunks.append(
+                {
+                    "candidates": [{"content": {"parts": group, "role": "model"}, "index": 0}],
+                    "usageMetadata": intermediate_usage,
+                    **meta,
+                }
+            )
+        output = len(pieces) + len(call_parts)
         final_usage = {
             "promptTokenCount": tokens,
-            "candidatesTokenCount": len(pieces),
-            "totalTokenCount": tokens + len(pieces),
+            "candidatesTokenCount": output,
+            "totalTokenCount": tokens + output,
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
-            "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": len(pieces)}],
+            "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": output}],
         }
         if canned.options.get("finish_only") or not chunks:
             chunks.append(
@@ -316,6 +415,7 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> str | None:
     if not isinstance(contents, list) or not contents:
         return "* GenerateContentRequest.contents: contents is not specified"
     previous = None
+    calls = 0  # the function calls of the model turn just before
     for i, content in enumerate(contents):
         role = content.get("role", "user") if isinstance(content, dict) else None
         if role not in ("user", "model"):
@@ -327,6 +427,16 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> str | None:
             )
         if role == previous:
             return "Please ensure that multiturn requests alternate between user and model."
+        problem = parts_error(parts, role, i)
+        if problem:
+            return problem
+        responses = sum(1 for p in parts if "functionResponse" in p)
+        if responses != calls:
+            return (
+                "Please ensure that the number of function response parts is equal to the "
+                "number of function call parts of the function call turn."
+            )
+        calls = sum(1 for p in parts if "functionCall" in p)
         previous = role
     if previous != "user":
         return "Please ensure that multiturn requests ends with a user role or a function response."
@@ -335,7 +445,18 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> str | None:
         isinstance(system, dict) and isinstance(system.get("parts"), list)
     ):
         return "Invalid value at 'system_instruction': expected a Content with parts"
+    problem = tools_error(body.get("tools"))
+    if problem:
+        return problem
     config = body.get("generationConfig") or {}
+    if "responseJsonSchema" in config and "responseSchema" in config:
+        return "response_schema and response_json_schema cannot both be set"
+    schema_set = "responseJsonSchema" in config or "responseSchema" in config
+    if schema_set and config.get("responseMimeType") != "application/json":
+        return (
+            "* GenerateContentRequest.generation_config.response_mime_type: a response schema "
+            "needs response_mime_type application/json"
+        )
     for name in config:
         if name not in CONFIG_FIELDS:
             return (
@@ -348,4 +469,76 @@ def validate(body: dict[str, Any], *, count_only: bool = False) -> str | None:
     limit = config.get("maxOutputTokens")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         return "* GenerateContentRequest.generation_config.max_output_tokens: must be positive"
+    return None
+
+
+def parts_error(parts: list[Any], role: str, i: int) -> str | None:
+    """Each part one kind of data; calls are the model's, responses the user's."""
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            return f"Invalid value at 'contents[{i}].parts[{j}]'"
+        if "functionCall" in part:
+            call = part["functionCall"]
+            if role != "model":
+                return f"contents[{i}].parts[{j}]: a function call must be in a model turn"
+            if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+                return f"* GenerateContentRequest.contents[{i}].parts[{j}].function_call.name: name is not specified"
+            if not isinstance(call.get("args", {}), dict):
+                return f"Invalid value at 'contents[{i}].parts[{j}].function_call.args' (type.googleapis.com/google.protobuf.Struct)"
+        if "functionResponse" in part:
+            response = part["functionResponse"]
+            if role != "user":
+                return f"contents[{i}].parts[{j}]: a function response must be in a user turn"
+            if (
+                not isinstance(response, dict)
+                or not isinstance(response.get("name"), str)
+                or not response["name"]
+            ):
+                return f"* GenerateContentRequest.contents[{i}].parts[{j}].function_response.name: name is not specified"
+            if not isinstance(response.get("response"), dict):
+                return f"Invalid value at 'contents[{i}].parts[{j}].function_response.response' (type.googleapis.com/google.protobuf.Struct)"
+    return None
+
+
+def tools_error(tools: Any) -> str | None:
+    """``functionDeclarations``: a valid name each, and a schema as ``parameters`` or
+    ``parametersJsonSchema``, never both."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        return "Invalid value at 'tools'"
+    for i, tool in enumerate(tools):
+        for j, declaration in enumerate((tool or {}).get("functionDeclarations") or []):
+            where = f"GenerateContentRequest.tools[{i}].function_declarations[{j}]"
+            if not FUNCTION_NAME.match(str(declaration.get("name") or "")):
+                return f"* {where}.name: Invalid function name. Must start with a letter or an underscore."
+            if "parameters" in declaration and "parametersJsonSchema" in declaration:
+                return f"* {where}: parameters and parameters_json_schema cannot both be set"
+            schema = declaration.get("parametersJsonSchema", declaration.get("parameters"))
+            if schema is not None and not isinstance(schema, dict):
+                return f"Invalid value at '{where}.parameters_json_schema'"
+    return None
+
+
+def signature_error(body: dict[str, Any]) -> str | None:
+    """Gemini 3's rule: in the current turn (since the last user text), the first function
+    call of each model turn carries back the thought signature it came with."""
+    contents = body["contents"]
+    start = max(
+        (
+            i
+            for i, c in enumerate(contents)
+            if c.get("role", "user") == "user" and not only_responses(c)
+        ),
+        default=0,
+    )
+    for content in contents[start:]:
+        parts = content["parts"]
+        position = next((j for j, p in enumerate(parts) if "functionCall" in p), None)
+        if position is None:
+            continue
+        first = parts[position]
+        if not first.get("thoughtSignature"):
+            name = first["functionCall"]["name"]
+            return MISSING_SIGNATURE.format(name=name, position=position + 1)
     return None

@@ -9,6 +9,14 @@ number of user messages. ``server.script`` holds canned responses for fault scen
 An ``answer`` callable may return the stream's pieces itself (a list of strings, one
 content delta each) instead of a text cut into ``chunk_size`` pieces; ``delay`` paces
 the pieces of every answer that is not scripted with a delay of its own.
+
+Tools: ``Canned(tool_calls=[("add", '{"a": 2, "b": 3}'), …], pieces=[…])`` streams the
+pieces, then the calls as ``delta.tool_calls`` (ids ``call_<step>_<index>`` where step
+counts the assistant messages with calls before, so ids are unique in a conversation; the
+arguments in fragments of ``chunk_size``, parallel calls interleaved) and finishes with
+``tool_calls``. Unscripted, a request whose last messages are tool results is answered
+``"tool said: <their contents joined by '; '>"``, and one with a ``json_schema``
+``response_format`` with a JSON object matching it (``base.example``).
 """
 
 from __future__ import annotations
@@ -19,7 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.support.fakes import base
-from tests.support.fakes.base import Exchange, FakeServer, chat_content_text, chat_messages_error
+from tests.support.fakes.base import (
+    Exchange,
+    FakeServer,
+    chat_answer,
+    chat_content_text,
+    chat_messages_error,
+    chat_tools_error,
+    openai_tool_deltas,
+    tool_steps,
+)
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -29,7 +46,7 @@ class Canned(base.Canned):
     """One scripted response: a status with a JSON body, or a stream of text pieces."""
 
     delay: float = 0.0  # seconds between pieces
-    finish_reason: str = "stop"  # e.g. "length" or "content_filter"
+    finish_reason: str = "stop"  # e.g. "length" or "content_filter" ("tool_calls" with calls)
 
 
 def default_answer(messages: list[dict[str, Any]]) -> str:
@@ -108,20 +125,25 @@ class FakeOpenAI(FakeServer):
                 canned.status, canned.body or _error("error", "server_error", None), canned.headers
             )
             return
-        text = self.answer(body["messages"])  # type: ignore[arg-type]
-        if canned.pieces is not None:
-            pieces = canned.pieces
-        elif isinstance(text, str):
-            size = self.chunk_size
-            pieces = [text[i : i + size] for i in range(0, len(text), size)]
-        else:  # the answer chose its own pieces
-            pieces = list(text)
+        pieces = self._pieces(body, canned)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if limit is not None and len(pieces) > limit:
             pieces = pieces[:limit]  # one piece stands for one token
             canned = dataclasses.replace(canned, finish_reason="length")
         exchange.start_stream("text/event-stream; charset=utf-8", {"x-request-id": "req_fake"})
         self._events(exchange, body, pieces, canned)
+
+    def _pieces(self, body: dict[str, Any], canned: Canned) -> list[str]:
+        """The answer's text pieces: scripted (none before scripted tool calls), else the
+        answer cut into ``chunk_size`` pieces or the pieces it chose."""
+        if canned.pieces is not None or canned.tool_calls is not None:
+            return list(canned.pieces or [])
+        messages = body["messages"]
+        text = chat_answer(messages, body, lambda: self.answer(messages))  # type: ignore[arg-type]
+        if not isinstance(text, str):
+            return list(text)  # the answer chose its own pieces
+        size = self.chunk_size
+        return [text[i : i + size] for i in range(0, len(text), size)]
 
     def _get(self, exchange: Exchange) -> None:
         if exchange.path.rstrip("/").endswith("/models"):
@@ -175,10 +197,18 @@ class FakeOpenAI(FakeServer):
             elif self.delay and n:
                 time.sleep(self.delay)
             exchange.event(chunk({"content": piece}, None, obfuscation="pad"))
-        exchange.event(chunk({}, canned.finish_reason))
+        calls = openai_tool_deltas(
+            canned.tool_calls or [], self.chunk_size, f"call_{tool_steps(body)}_"
+        )
+        for delta in calls:
+            exchange.event(chunk(delta, None))
+        finish = canned.finish or ("tool_calls" if calls else canned.finish_reason)
+        exchange.event(chunk({}, finish))
         if include_usage and self.send_usage:
-            prompt = sum(len(chat_content_text(m["content"]).split()) + 3 for m in body["messages"])
-            completion = len(pieces)
+            prompt = sum(
+                len(chat_content_text(m.get("content") or "").split()) + 3 for m in body["messages"]
+            )
+            completion = len(pieces) + len(calls)
             usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
@@ -197,7 +227,7 @@ def _validate(body: Any) -> str | None:
         return "The request body must be a JSON object."
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "you must provide a model parameter"
-    problem = chat_messages_error(body.get("messages"), ROLES)
+    problem = chat_messages_error(body.get("messages"), ROLES) or chat_tools_error(body)
     if problem:
         return problem
     if body.get("stream") is not True:
