@@ -5,22 +5,40 @@ token (as the official SDK sends it). ``system`` is top level; messages alternat
 assistant, starting with user (same-role neighbours are merged here); ``max_tokens`` is
 required, so a per-model default from the model table is sent when the user sets none.
 This API version rejects every sampling parameter, so a temperature is dropped with a
-note. Events: ``message_start`` (input usage), ``content_block_*`` (text deltas; thinking,
-tool and citation deltas are skipped), ``message_delta`` (stop reason, cumulative usage),
-``message_stop``; ``ping`` and unknown events are ignored, ``error`` fails the turn.
+note. Events: ``message_start`` (input usage), ``content_block_*`` (text deltas, tool
+calls; thinking and citation deltas are skipped), ``message_delta`` (stop reason,
+cumulative usage), ``message_stop``; ``ping`` and unknown events are ignored, ``error``
+fails the turn.
+
+Tools go as ``tools`` with an ``input_schema``; a call streams as a ``tool_use`` block
+whose input arrives in ``input_json_delta`` pieces, yielded whole at its
+``content_block_stop``. Tool results go back as ``tool_result`` blocks at the start of
+the next user message. A structured answer is a tool the model must call, named after
+the schema: the pieces of that call's input are the answer's text.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
-from nbconvo._parts import as_parts
-from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, Role, Usage
-from nbconvo.providers._content import anthropic_blocks
+from nbconvo._parts import ToolCallPart, as_parts
+from nbconvo._types import (
+    ChatRequest,
+    Finish,
+    Message,
+    Notice,
+    ProviderEvent,
+    ResponseSchema,
+    Role,
+    Usage,
+)
+from nbconvo.providers._content import anthropic_blocks, described
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -94,6 +112,19 @@ class AnthropicProvider(HTTPProvider):
         }
         if request.system:
             body["system"] = request.system
+        tools = [
+            described({"name": t.name}, t.description) | {"input_schema": t.parameters}
+            for t in request.tools
+        ]
+        if request.schema is not None:
+            tools.append(answer_tool(request.schema))
+            # Alone, the answer tool is forced; beside other tools the model must call
+            # one of them: a tool it needs, or the answer.
+            body["tool_choice"] = (
+                {"type": "any"} if request.tools else {"type": "tool", "name": request.schema.name}
+            )
+        if tools:
+            body["tools"] = tools
         return body
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
@@ -113,16 +144,21 @@ class AnthropicProvider(HTTPProvider):
             self.url(),
             body=body,
             headers=self.headers(),
-            translate=lambda feed: self._translate(feed, body["max_tokens"]),
+            translate=lambda feed: self._translate(
+                feed, body["max_tokens"], request.schema.name if request.schema else None
+            ),
         )
         if dropped != (None, None):
             self._dropped = dropped  # noted once the user has seen it: a failed turn shows none
 
-    def _translate(self, feed: EventFeed, max_tokens: int) -> Iterator[ProviderEvent]:
+    def _translate(
+        self, feed: EventFeed, max_tokens: int, answer: str | None = None
+    ) -> Iterator[ProviderEvent]:
         input_tokens: dict[str, int] = {}
         output_tokens = 0
         stop: str | None = None
         stopped = False
+        tools = _ToolBlocks(answer)
         for event in feed:
             if not event.data.strip():
                 continue
@@ -134,14 +170,21 @@ class AnthropicProvider(HTTPProvider):
                 usage = (data.get("message") or {}).get("usage") or {}
                 input_tokens.update(_input_counts(usage))
                 output_tokens = int(usage.get("output_tokens") or 0)
+            elif kind == "content_block_delta":
+                delta = data.get("delta") or {}
+                sort = delta.get("type")
+                if sort == "text_delta" and delta.get("text"):
+                    yield str(delta["text"])
+                elif sort == "input_json_delta":
+                    yield from tools.piece(data.get("index"), str(delta.get("partial_json") or ""))
             elif kind == "content_block_start":
                 block = data.get("content_block") or {}
                 if block.get("type") == "text" and block.get("text"):
                     yield str(block["text"])
-            elif kind == "content_block_delta":
-                delta = data.get("delta") or {}
-                if delta.get("type") == "text_delta" and delta.get("text"):
-                    yield str(delta["text"])
+                elif block.get("type") == "tool_use":
+                    tools.start(data.get("index"), block)
+            elif kind == "content_block_stop":
+                yield from tools.stop(data.get("index"))
             elif kind == "message_delta":
                 stop = (data.get("delta") or {}).get("stop_reason") or stop
                 usage = data.get("usage") or {}
@@ -152,16 +195,20 @@ class AnthropicProvider(HTTPProvider):
                 break
             elif kind == "error":
                 raise self._stream_error(data.get("error") or {})
-            # ping, content_block_stop and event types added later are ignored
+            # ping and event types added later are ignored
         if not stopped:
             raise ServiceError(
                 f"{self.label}: the stream ended before the answer was complete",
                 retryable=True,
             )
         yield Usage(sum(input_tokens.values()), output_tokens)
-        yield self._finish(stop, output_tokens or max_tokens)
+        yield self._finish(stop, output_tokens or max_tokens, tools)
 
-    def _finish(self, stop: str | None, tokens: int) -> Finish:
+    def _finish(self, stop: str | None, tokens: int, tools: _ToolBlocks | None = None) -> Finish:
+        if stop == "tool_use" and tools is not None and tools.called:
+            return Finish("tool_calls")
+        if stop == "tool_use" and tools is not None and tools.answered:
+            return Finish("stop")  # the answer tool's input was the answer
         if stop in (None, "end_turn", "stop_sequence"):
             return Finish("stop")
         if stop == "max_tokens":
@@ -176,7 +223,7 @@ class AnthropicProvider(HTTPProvider):
         if stop == "pause_turn":
             return Finish("other", "the model paused a long turn: send another turn to continue")
         if stop == "tool_use":
-            return Finish("other", "the model asked to use a tool, which nbconvo does not offer")
+            return Finish("other", "the model asked to use a tool but sent no call")
         return Finish("other", f"the model stopped: {stop}")
 
     def _stream_error(self, error: dict[str, Any]) -> ServiceError:
@@ -210,6 +257,52 @@ class AnthropicProvider(HTTPProvider):
         if status == 529:
             return (f"{where}: Anthropic is overloaded — {message}; try again shortly", True)
         return (f"{where}: {message or kind or 'request failed'}", status in RETRYABLE_STATUS)
+
+
+def answer_tool(schema: ResponseSchema) -> dict[str, Any]:
+    """The tool whose input is a structured answer (Anthropic's way to a JSON answer)."""
+    description = schema.description or "Give your answer as this tool's input."
+    return {"name": schema.name, "description": description, "input_schema": schema.schema}
+
+
+@dataclass
+class _ToolBlocks:
+    """The ``tool_use`` blocks of one answer, by block index: a call's input pieces are
+    kept until its block stops; the answer tool's (``answer``: its name) are text."""
+
+    answer: str | None
+    calls: dict[Any, tuple[str, str, list[str], Any]] = field(default_factory=dict)
+    answering: dict[Any, Any] = field(default_factory=dict)  # index: the block's input
+    spoken: set[Any] = field(default_factory=set)  # answer blocks that gave text
+    called: bool = False
+    answered: bool = False
+
+    def start(self, index: Any, block: dict[str, Any]) -> None:
+        name = str(block.get("name") or "")
+        if self.answer is not None and name == self.answer:
+            self.answering[index] = block.get("input")
+        else:
+            self.calls[index] = (str(block.get("id") or ""), name, [], block.get("input"))
+
+    def piece(self, index: Any, text: str) -> Iterator[str]:
+        if index in self.answering:
+            if text:
+                self.spoken.add(index)
+                yield text
+        elif index in self.calls:
+            self.calls[index][2].append(text)
+
+    def stop(self, index: Any) -> Iterator[ProviderEvent]:
+        if index in self.answering:
+            self.answered = True
+            whole = self.answering.pop(index)
+            if index not in self.spoken:  # no pieces: the input came whole, or is empty
+                yield json.dumps(whole) if whole else "{}"
+        elif index in self.calls:
+            call_id, name, pieces, whole = self.calls.pop(index)
+            self.called = True
+            arguments = "".join(pieces) or (json.dumps(whole) if whole else "{}")
+            yield ToolCallPart(call_id, name, arguments)
 
 
 def _input_counts(usage: dict[str, Any]) -> dict[str, int]:

@@ -33,7 +33,7 @@ from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._parts import content_text
 from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent
-from nbconvo.providers._content import COPILOT_TEXT_ONLY, text_only
+from nbconvo.providers._content import COPILOT_TEXT_ONLY, refuse_tools, text_only
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -50,6 +50,7 @@ LIMITS = (
     "max tokens, and reports no token usage (counts shown are estimates); the system prompt, "
     "goal and earlier turns of a new branch are sent as extra context"
 )
+COPILOT_NO_TOOLS = "the Copilot Chat API calls no functions and answers in prose only"
 _TRANSIENT_CODES = {"InternalServerError", "ServiceUnavailable", "TooManyRequests", "Timeout"}
 State = tuple[str, tuple[tuple[str, str], ...]]  # (system text, messages) a server convo holds
 
@@ -117,6 +118,7 @@ class CopilotProvider(HTTPProvider):
         return items
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        refuse_tools(request, self.label, COPILOT_NO_TOOLS)
         token = self.key()
         if not self._told:  # marked told once a turn succeeds: a failed turn shows no notes
             yield Notice(f"{self.label}: {LIMITS}")

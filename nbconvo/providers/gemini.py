@@ -7,17 +7,28 @@ Body: ``contents`` with roles ``user``/``model`` (same-role neighbours merged),
 ``usageMetadata`` is complete only on the last chunk, the stream ends when the connection
 closes (events may end in CRLF). ``finishReason`` and ``promptFeedback.blockReason`` are
 shown to the user. A failure after the stream began arrives as bare JSON, not ``data:``.
+
+Tools go as ``functionDeclarations`` with the JSON schema as ``parameters_json_schema``
+(the field and spelling google-genai sends for a plain JSON schema: it takes ``anyOf``,
+``default`` and ``enum`` as they are). A call arrives whole, as a ``functionCall`` part;
+Gemini gives calls no ids, so each is named by its place in the answer (``call_0``,
+``call_1``…). Gemini 3 attaches a ``thoughtSignature`` to the first call of an answer
+and refuses a later request that does not send it back, so the provider remembers the
+signatures of the calls it has seen. A result goes back as a ``functionResponse``. A
+structured answer is ``responseMimeType: application/json`` with a ``responseJsonSchema``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nbconvo._credentials import KEYS
 from nbconvo._models import known_names
+from nbconvo._parts import ToolCallPart
 from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
-from nbconvo.providers._content import gemini_parts
+from nbconvo.providers._content import described, gemini_parts, with_result_names
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -44,6 +55,7 @@ _FILTERED = {
     "LANGUAGE": "an unsupported language",
 }
 _TRANSIENT_STATUS = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+_SIGNATURES_KEPT = 1024  # the calls whose thought signatures are remembered, newest kept
 
 
 class GeminiProvider(HTTPProvider):
@@ -52,6 +64,11 @@ class GeminiProvider(HTTPProvider):
     key_alternatives = KEYS["gemini"].alternatives
     base_url_variables = ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
     vendor_base_url = GEMINI_BASE_URL
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        # (call id, name, arguments) of a call the model made: its thought signature.
+        self._signatures: dict[tuple[str, str, str], str] = {}
 
     def model_name(self, model: str) -> str:
         return model.removeprefix("models/")  # the name as Google's model list writes it
@@ -68,18 +85,28 @@ class GeminiProvider(HTTPProvider):
         return f"{base}/models/{self.model}:streamGenerateContent?alt=sse"
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
-        turns = alternate([m for m in request.messages if m["role"] != "system"])
+        messages = with_result_names([m for m in request.messages if m["role"] != "system"])
         contents = [
             {
                 "role": "model" if m["role"] == "assistant" else "user",
-                "parts": gemini_parts(m["content"], self.label),
+                "parts": gemini_parts(m["content"], self.label, self._signature),
             }
-            for m in turns
+            for m in alternate(messages)
         ]
         body: dict[str, Any] = {"contents": contents}
+        if request.tools:
+            declarations = [
+                described({"name": t.name}, t.description)
+                | {"parameters_json_schema": t.parameters}
+                for t in request.tools
+            ]
+            body["tools"] = [{"functionDeclarations": declarations}]
         if request.system:
             body["systemInstruction"] = {"parts": [{"text": request.system}], "role": "user"}
         config: dict[str, Any] = {}
+        if request.schema is not None:
+            config["responseMimeType"] = "application/json"
+            config["responseJsonSchema"] = request.schema.schema
         if request.temperature is not None:
             config["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -103,6 +130,7 @@ class GeminiProvider(HTTPProvider):
     def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
         usage: dict[str, Any] = {}
         reason: str | None = None
+        calls = 0  # the calls so far: the next one's place
         for event in feed:
             if not event.data.strip():
                 continue
@@ -127,6 +155,9 @@ class GeminiProvider(HTTPProvider):
                 for part in (candidate.get("content") or {}).get("parts") or []:
                     if part.get("text") and not part.get("thought"):
                         yield str(part["text"])
+                    elif isinstance(part.get("functionCall"), dict):
+                        yield self._call(part, calls)
+                        calls += 1
                 reason = candidate.get("finishReason") or reason
         if reason is None:
             stray = feed.stray_json()
@@ -138,7 +169,25 @@ class GeminiProvider(HTTPProvider):
                 f"{self.label}: the stream ended before the answer was complete", retryable=True
             )
         yield from self._usage(usage)
-        yield self._finish(reason, usage)
+        yield Finish("tool_calls") if calls and reason == "STOP" else self._finish(reason, usage)
+
+    def _call(self, part: dict[str, Any], index: int) -> ToolCallPart:
+        """A ``functionCall`` part as a call named by its place; its thought signature,
+        if it has one, remembered for the request that sends the call back."""
+        function = part["functionCall"]
+        arguments = json.dumps(function.get("args") or {})
+        call = ToolCallPart(f"call_{index}", str(function.get("name") or ""), arguments)
+        signature = part.get("thoughtSignature")
+        if isinstance(signature, str) and signature:
+            key = (call.call_id, call.name, call.arguments)
+            self._signatures.pop(key, None)  # newest last
+            self._signatures[key] = signature
+            if len(self._signatures) > _SIGNATURES_KEPT:
+                del self._signatures[next(iter(self._signatures))]
+        return call
+
+    def _signature(self, call: ToolCallPart) -> str | None:
+        return self._signatures.get((call.call_id, call.name, call.arguments))
 
     def _usage(self, usage: dict[str, Any]) -> Iterator[Usage]:
         if "promptTokenCount" in usage:

@@ -6,6 +6,11 @@ lines of JSON ending with ``data: [DONE]``; usage arrives in a last chunk with e
 A ``data: {"error": …}`` object inside the stream is a failure (retried while no text
 has arrived). The finish reason is reported at the end, after usage, so a ``length``
 stop can say how many tokens the answer had.
+
+Tools go as ``tools`` of ``function`` type; a tool call streams as ``delta.tool_calls``
+fragments (the id and name first, the arguments in pieces, calls in parallel told apart
+by ``index``), gathered here and yielded whole when the finish reason arrives. A
+structured answer is asked for with a ``json_schema`` ``response_format``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import httpx
 from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
+from nbconvo._parts import ToolCallPart
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
-from nbconvo.providers._content import openai_content
+from nbconvo.providers._content import openai_messages, openai_response_format, openai_tools
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -33,7 +39,13 @@ from nbconvo.providers._http import (
 )
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-_FINISH = {"stop": "stop", "length": "length", "content_filter": "content_filter"}
+_FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",  # the deprecated name, still sent by some servers
+}
 # Error types (OpenAI) and codes (Azure writes words) that say "try again", compared
 # lower-case without separators.
 _TRANSIENT_TYPES = frozenset(
@@ -136,21 +148,23 @@ class OpenAICompatibleProvider(HTTPProvider):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def body(self, request: ChatRequest) -> dict[str, Any]:
+        # Text messages go as they are (no copy: a long history is thousands of them).
+        messages: list[Any] = []
+        for m in request.all_messages():
+            if type(m["content"]) is str:
+                messages.append(m)
+            else:
+                messages += openai_messages(m, self.label, self.reads_documents)
         body: dict[str, Any] = {
             "model": request.model,
-            # Text messages go as they are (no copy: a long history is thousands of them).
-            "messages": [
-                m
-                if type(m["content"]) is str
-                else {
-                    "role": m["role"],
-                    "content": openai_content(m["content"], self.label, self.reads_documents),
-                }
-                for m in request.all_messages()
-            ],
+            "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if request.tools:
+            body["tools"] = openai_tools(request.tools)
+        if request.schema is not None:
+            body["response_format"] = openai_response_format(request.schema)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -225,6 +239,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         # the shortest path; everything else goes through ``_other``.
         finish: Finish | None = None
         usage: Usage | None = None
+        calls: _ToolCalls | None = None  # made when the first call arrives
         done = False
         loads = json.loads
         events = iter(feed)
@@ -255,9 +270,16 @@ class OpenAICompatibleProvider(HTTPProvider):
                     text = delta.get("content") or delta.get("refusal")  # never both
                     if text:
                         yield text
+                    if delta.get("tool_calls"):  # one lookup a token, beside its JSON decoding
+                        calls = calls or _ToolCalls()
+                        calls.add(delta["tool_calls"])
                 reason = choice.get("finish_reason")
                 if reason:
                     finish = Finish(_FINISH.get(reason, "other"))
+                    if calls:
+                        yield from calls.done()
+                        # Some servers (Ollama, llama.cpp) end a turn of calls with "stop".
+                        finish = Finish("tool_calls") if finish.reason == "stop" else finish
             reported = chunk.get("usage")
             if type(reported) is dict and "prompt_tokens" in reported:
                 usage = Usage(
@@ -269,10 +291,15 @@ class OpenAICompatibleProvider(HTTPProvider):
             raise ServiceError(
                 f"{self.label}: the stream ended before the answer was complete", retryable=True
             )
+        if calls:  # a server that said [DONE] and no finish reason
+            yield from calls.done()
+            finish = finish or Finish("tool_calls")
         if finish is not None:
-            yield self._finish(finish, usage)
+            yield self._finish(finish, usage, calls is not None)
 
-    def _finish(self, finish: Finish, usage: Usage | None) -> Finish:
+    def _finish(self, finish: Finish, usage: Usage | None, called: bool = False) -> Finish:
+        if finish.reason == "tool_calls" and not called:
+            return Finish("other", "the model stopped for a tool call but sent none")
         if finish.reason == "length":
             return Finish("length", length_notice(usage.output_tokens if usage else None))
         if finish.reason == "content_filter":
@@ -291,6 +318,53 @@ class OpenAICompatibleProvider(HTTPProvider):
         if kind.isdigit():  # Azure may send the HTTP status as the code
             transient = int(kind) in RETRYABLE_STATUS
         return ServiceError(f"{self.label} failed mid-answer: {message}", retryable=transient)
+
+
+class _ToolCalls:
+    """The tool calls of one streamed answer, from their fragments: the first fragment of
+    a call carries its ``index``, ``id`` and name, the next ones pieces of its arguments
+    (a server may send a call whole, or leave out the index or the id)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[str, str, list[str]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def add(self, fragments: Any) -> None:
+        for fragment in fragments if isinstance(fragments, list) else ():
+            if not isinstance(fragment, dict):
+                continue
+            index = fragment.get("index")
+            if not isinstance(index, int):
+                index = self._index_of(fragment.get("id"))
+            function = fragment.get("function") or {}
+            call_id, name, arguments = self.calls.get(index, ("", "", []))
+            self.calls[index] = (
+                call_id or str(fragment.get("id") or ""),
+                name or str(function.get("name") or ""),
+                arguments,
+            )
+            if function.get("arguments"):
+                arguments.append(str(function["arguments"]))
+
+    def _index_of(self, call_id: Any) -> int:
+        """Where a fragment without an index goes: the call with its id, a new call for
+        a new id, else the last call."""
+        for index, (known, _, _) in self.calls.items():
+            if call_id and known == call_id:
+                return index
+        if call_id or not self.calls:
+            return len(self.calls)
+        return max(self.calls)
+
+    def done(self) -> Iterator[ToolCallPart]:
+        """Each call, whole, in index order (an id made up where the server gave none);
+        then none: a second finish reason yields nothing twice."""
+        calls, self.calls = self.calls, {}
+        for index in sorted(calls):
+            call_id, name, arguments = calls[index]
+            yield ToolCallPart(call_id or f"call_{index}", name, "".join(arguments) or "{}")
 
 
 class OpenAIProvider(OpenAICompatibleProvider):
