@@ -55,6 +55,12 @@ _FILTERED = {
     "LANGUAGE": "an unsupported language",
 }
 _TRANSIENT_STATUS = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+_TOOL_TROUBLE = {
+    "MALFORMED_FUNCTION_CALL": "the model wrote a tool call Gemini could not read; send the "
+    "turn again",
+    "UNEXPECTED_TOOL_CALL": "the model called a tool it was not offered; offer it with "
+    "--tools or rephrase the prompt",
+}
 _SIGNATURES_KEPT = 1024  # the calls whose thought signatures are remembered, newest kept
 
 
@@ -206,6 +212,8 @@ class GeminiProvider(HTTPProvider):
                 "content_filter",
                 f"Gemini stopped the answer ({reason}: {_FILTERED[reason]})",
             )
+        if reason in _TOOL_TROUBLE:
+            return Finish("other", f"Gemini stopped the answer ({reason}): {_TOOL_TROUBLE[reason]}")
         return Finish("other", f"Gemini stopped the answer: {reason}")
 
     def _stream_error(self, body: dict[str, Any]) -> ServiceError:

@@ -750,6 +750,22 @@ def test_gemini_thought_signatures_go_back_with_their_calls(
         assert "missing a thought_signature" in str(outcome.error)
 
 
+@pytest.mark.parametrize(
+    ("reason", "says"),
+    [("MALFORMED_FUNCTION_CALL", "send the turn again"), ("UNEXPECTED_TOOL_CALL", "--tools")],
+)
+def test_gemini_tool_stops_say_what_to_do(
+    reason: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = BY_NAME["gemini"]
+    with case.running(monkeypatch) as fake:
+        fake.script.append(Canned(finish=reason, options={"finish_only": True}))
+        ours = run(case.provider(), chat("gemini", {"role": "user", "content": "x"}, tools=TOOLS))
+        assert ours.finish is not None and ours.finish.reason == "other"
+        assert ours.finish.notice is not None
+        assert reason in ours.finish.notice and says in ours.finish.notice
+
+
 # -- Copilot ------------------------------------------------------------------------
 
 
