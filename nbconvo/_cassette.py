@@ -181,7 +181,7 @@ class Cassette:
             "content": result.content,
             "is_error": result.is_error,
             "name": result.name,
-            "seconds": round(result.seconds, 3),
+            "seconds": result.seconds,  # as it was, so a replay shows the same line
         }
         self._lines[key] = json.dumps(entry, ensure_ascii=False, sort_keys=True)
         self.save()

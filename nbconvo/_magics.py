@@ -60,7 +60,11 @@ def _render_result(value: Any, budget: int) -> tuple[str, str]:
     from nbconvo._values import render_value
 
     rendered = render_value("result", value, budget)
-    return rendered.text, rendered.summary or f"a {type(value).__name__}"
+    kind = type(value).__name__
+    about = f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+    if rendered.summary and rendered.summary != kind:
+        about += f" ({rendered.summary})"
+    return rendered.text, about
 
 
 def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
@@ -94,6 +98,9 @@ SETTING_TRAITS = (
     "auto_compact",
     "auto_compact_keep",
     "value_tokens",
+    "tool_timeout",
+    "tool_max_steps",
+    "tool_result_chars",
 )
 
 
@@ -185,6 +192,15 @@ class ConvoMagics(Magics):
     )
     value_tokens = Int(
         1500, min=50, help="tokens each {value} of a prompt may take ({name!full} lifts it)"
+    ).tag(config=True)
+    tool_timeout = Float(
+        60.0, min=0.0, help="seconds a tool call may run before it is stopped (0: no limit)"
+    ).tag(config=True)
+    tool_max_steps = Int(
+        8, min=1, help="rounds of tool calls one turn may make (--max-steps N for one turn)"
+    ).tag(config=True)
+    tool_result_chars = Int(
+        20_000, min=100, help="characters of a tool's result the model is sent"
     ).tag(config=True)
 
     def __init__(self, shell: Any, session: Session | None = None) -> None:
@@ -402,7 +418,9 @@ class ConvoMagics(Magics):
     def _shape(self, name: str | None) -> Shape | None:
         if name is None:
             return None
-        target = self._user_ns().get(name)
+        import builtins
+
+        target = self._user_ns().get(name, getattr(builtins, name, None))
         if target is None:
             raise UsageError(
                 f"--schema {name}: there is no {name} in the notebook: define the pydantic "

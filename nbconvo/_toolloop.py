@@ -141,9 +141,9 @@ class Toolbox:
             text, about = self.render(value)
             self.on_notice(f"{name} returned {about}, not JSON: the model got it as text")
             return text
-        self.on_notice(
-            f"{name} returned a {type(value).__name__}, not JSON: the model got its repr"
-        )
+        kind = type(value).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        self.on_notice(f"{name} returned {article} {kind}, not JSON: the model got its repr")
         return repr(value)
 
 

@@ -254,7 +254,7 @@ def test_a_value_that_is_not_json_goes_as_text_with_a_note() -> None:
     box, notes = box_of(unserializable=unserializable)
     result = box.run(call("unserializable", {}))
     assert not result.is_error and result.content.startswith("<object object at")
-    assert notes == ["unserializable returned a object, not JSON: the model got its repr"]
+    assert notes == ["unserializable returned an object, not JSON: the model got its repr"]
     box.render = lambda value: ("rendered", "a thing, 3 parts")
     assert box.run(call("unserializable", {})).content == "rendered"
     assert (
