@@ -103,3 +103,48 @@ def test_replay_of_forking_matches_the_recording_twice(tmp_path: Path) -> None:
                           env=env)
         assert out.returncode == 0, out.stderr
         assert _outputs(tmp_path / f"run{run}.ipynb") == recorded
+
+
+def test_run_runs_tools_only_when_allowed_and_a_replay_runs_none(tmp_path: Path) -> None:
+    """`nbconvo run` has no one to ask: without --allow-tools a call is not run and the
+    model is told; with it, the call runs; replayed, the recorded result is used and the
+    function is not called, whatever the flag."""
+    marker = tmp_path / "ran.txt"
+    cells = [
+        "%load_ext nbconvo",
+        "from pathlib import Path\n"
+        "def add(a: int, b: int) -> int:\n"
+        "    '''Add two integers.'''\n"
+        f"    with Path({str(marker)!r}).open('a') as f:\n"
+        "        f.write(f'{a}+{b}\\n')\n"
+        "    return a + b",
+        "%%turn --tools add\nAdd 2 and 3.",
+    ]
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), tmp_path / "tools.ipynb")
+    cassette = tmp_path / "tools.jsonl"
+    answers: dict[str, str] = {}
+    for label, flags in (("refused", []), ("allowed", ["--allow-tools"])):
+        with FakeOpenAI(api_key=FAKE_KEY) as fake:
+            fake.script.append(Canned(tool_calls=[("add", '{"a": 2, "b": 3}')]))
+            extra = ["--cassette", str(cassette), "--mode", "record"] if label == "allowed" else []
+            out = nbconvo_run(str(tmp_path / "tools.ipynb"), "--model", "openai:gpt-test",
+                              "--quiet", "--output", str(tmp_path / f"{label}.ipynb"), *flags, *extra,
+                              env={"OPENAI_API_KEY": FAKE_KEY, "OPENAI_BASE_URL": fake.base_url})
+            assert out.returncode == 0, out.stderr
+        answers[label] = (tmp_path / f"{label}.md").read_text()
+        if label == "refused":
+            assert not marker.exists()
+            assert fake.requests[-1]["messages"][-1]["content"] == "the user did not allow add(a=2, b=3)"
+            footer = _outputs(tmp_path / "refused.ipynb")[2][1]["data"]["text/plain"]
+            assert "⚠ add(a=2, b=3) was not run: no one could approve it here" in footer
+            assert "`nbconvo run` takes --allow-tools" in footer
+    assert marker.read_text() == "2+3\n"
+    assert "tool said: 5" in answers["allowed"] and "🔧 `add(a=2, b=3)` → `5`" in answers["allowed"]
+    # Replayed, even with --allow-tools, the function is not called again.
+    out = nbconvo_run(str(tmp_path / "tools.ipynb"), "--quiet", "--allow-tools", "--cassette",
+                      str(cassette), "--mode", "replay", "--output", str(tmp_path / "replayed.ipynb"),
+                      env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                           "NBCONVO_MODEL": "openai:gpt-test"})
+    assert out.returncode == 0, out.stderr
+    assert marker.read_text() == "2+3\n"
+    assert (tmp_path / "replayed.md").read_text() == answers["allowed"]
