@@ -52,16 +52,17 @@ def tool_line(call: ToolCallPart, result: ToolResultPart) -> str:
     it), and how long it ran; its own paragraph."""
     mark = "⚠" if result.is_error else "→"
     seconds = result.seconds
-    took = (
-        ""
-        if not seconds
-        else f" · {seconds * 1000:.0f} ms"
-        if seconds < 1
-        else f" · {seconds:.1f} s"
-    )
+    if not seconds:
+        took = ""  # it did not run
+    elif seconds < 0.001:
+        took = " · <1 ms"
+    elif seconds < 1:
+        took = f" · {seconds * 1000:.0f} ms"
+    else:
+        took = f" · {seconds:.1f} s"
     shown = code_span(describe_call(call, 120))
     outcome = code_span(preview(result.content, 100) or "(empty)")
-    return f"\n\n🔧 {shown} {mark} {outcome}{took}\n\n"
+    return f"\n\nƒ {shown} {mark} {outcome}{took}\n\n"
 
 
 def answer_markdown(turn: Turn) -> str:

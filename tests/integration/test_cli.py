@@ -139,7 +139,7 @@ def test_run_runs_tools_only_when_allowed_and_a_replay_runs_none(tmp_path: Path)
             assert "⚠ add(a=2, b=3) was not run: no one could approve it here" in footer
             assert "`nbconvo run` takes --allow-tools" in footer
     assert marker.read_text() == "2+3\n"
-    assert "tool said: 5" in answers["allowed"] and "🔧 `add(a=2, b=3)` → `5`" in answers["allowed"]
+    assert "tool said: 5" in answers["allowed"] and "ƒ `add(a=2, b=3)` → `5`" in answers["allowed"]
     # Replayed, even with --allow-tools, the function is not called again.
     out = nbconvo_run(str(tmp_path / "tools.ipynb"), "--quiet", "--allow-tools", "--cassette",
                       str(cassette), "--mode", "replay", "--output", str(tmp_path / "replayed.ipynb"),

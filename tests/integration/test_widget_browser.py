@@ -23,7 +23,7 @@ from tests.support.browser import (
     open_notebook,
     run_cell,
 )
-from tests.support.fakes.openai_server import FakeOpenAI, default_answer
+from tests.support.fakes.openai_server import Canned, FakeOpenAI, default_answer
 from tests.support.helpers import FAKE_KEY
 
 pytestmark = pytest.mark.browser
@@ -432,3 +432,49 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
     assert rails.count() > 0  # the graph's lines are drawn
     widget.screenshot(path=str(ARTIFACTS / "widget-graph-after-rerun.png"))
     assert not page.dialogs
+
+
+def test_a_tool_call_is_approved_at_the_prompt_in_jupyterlab(
+    lab: Lab, page: Page, fake_provider: FakeOpenAI
+) -> None:
+    """Issue #17 as a user meets it: the model asks to run a notebook function; JupyterLab
+    shows nbconvo's one-line question in its input box; "y" runs it; the answer shows
+    the call and its result, and the widget's details show them too."""
+    from playwright.sync_api import expect
+
+    cells = [
+        SETUP,
+        'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return a + b',
+        "%%turn --tools add\nWhat is 1234 + 5678?",
+        "%convo",
+    ]
+    url = lab.notebook("tools.ipynb", cells)
+    p = page.page
+    open_notebook(p, url)
+    run_cell(p, 0)
+    run_cell(p, 1)
+    fake_provider.script.append(Canned(tool_calls=[("add", '{"a": 1234, "b": 5678}')]))
+    cell = p.locator(".jp-Notebook .jp-Cell").nth(2)
+    cell.locator(".jp-InputArea-editor").click()
+    p.keyboard.press("Shift+Enter")
+    stdin = cell.locator(".jp-Stdin")
+    expect(stdin).to_contain_text(
+        "nbconvo: the model wants to run add(a=1234, b=5678) — [y]es / [n]o / [a]lways?"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    cell.screenshot(path=str(ARTIFACTS / "tool-approval-prompt.png"))
+    stdin.locator("input").fill("y")
+    stdin.locator("input").press("Enter")
+    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(re.compile(r"^\[\d+\]:$"))
+    answer = cell.locator(".nbconvo-md").first
+    expect(answer).to_contain_text("ƒ add(a=1234, b=5678) → 6912")
+    expect(answer).to_contain_text("tool said: 6912")
+    expect(cell.locator(".nbconvo-footer")).to_contain_text("1 tool call")
+    cell.screenshot(path=str(ARTIFACTS / "tool-turn-jupyterlab.png"))
+    run_cell(p, 3)
+    widget = p.locator(".nbconvo-widget").last
+    widget.locator(".nbconvo-row[data-turn='1']").click()
+    details = widget.locator(".nbconvo-details")
+    expect(details).to_contain_text("add(a=1234, b=5678) → 6912")
+    widget.screenshot(path=str(ARTIFACTS / "widget-tool-turn.png"))
+    assert page.dialogs == []

@@ -97,8 +97,8 @@ def test_a_dialogue_with_tools_forks_reruns_and_replays_without_calling(
         "Thanks.",
     ]
     shown = "\n".join(recorded)
-    assert re.search(r"🔧 `add\(a=2, b=3\)` → `5`", shown)
-    assert re.search(r"🔧 `add\(a=10, b=20\)` → `30`", shown)
+    assert re.search(r"ƒ `add\(a=2, b=3\)` → `5`", shown)
+    assert re.search(r"ƒ `add\(a=10, b=20\)` → `30`", shown)
     assert "2 tool calls" in shown  # the footer counts them
 
     # A kernel where `add` is gone, no server and no key: the replay runs nothing.
