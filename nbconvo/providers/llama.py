@@ -19,14 +19,28 @@ Token usage (llama's streamed chunks carry none):
 * output tokens are the answer text re-tokenized, which equals the sampled count for
   ordinary text and, unlike counting chunks, is not thrown off by chunks that carry
   several tokens (multi-byte characters, text held back while matching a stop string).
+
+Tools: the request's tools go to the GGUF chat template (``tools=``), which describes them
+to the model (Qwen2.5's asks for ``<tool_call>{"name": …, "arguments": …}</tool_call>``
+blocks); a model whose template has no tools is refused before anything is generated.
+The calls are parsed out of the streamed text (``ToolCallText``): the markup is never
+shown as answer text. Small models often write the call without the tags, as the whole
+answer (a JSON object naming an offered tool, bare or in a ```json fence): that counts as
+a call too. Earlier calls and their results go back in the shapes the template renders
+(an assistant's ``tool_calls``, ``tool`` messages).
+
+A structured answer (``request.schema``) is held to its JSON schema by llama-cpp's
+grammar; with tools offered as well, the grammar allows either the answer or a call.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import json
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,12 +50,22 @@ from nbconvo._errors import (
     ContextWindowExceeded,
     ProviderError,
     StreamInterrupted,
+    UsageError,
 )
 from nbconvo._localmodel import resolve_llama_target
-from nbconvo._parts import content_text
+from nbconvo._parts import TextPart, ToolCallPart, ToolResultPart, refuse
 from nbconvo._settings import Settings, process_settings
-from nbconvo._types import ChatRequest, Finish, Message, ProviderEvent, Usage
-from nbconvo.providers._content import LLAMA_TEXT_ONLY, text_only
+from nbconvo._types import (
+    ChatRequest,
+    Finish,
+    Message,
+    Notice,
+    ProviderEvent,
+    ResponseSchema,
+    ToolSpec,
+    Usage,
+)
+from nbconvo.providers._content import LLAMA_TEXT_ONLY
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -56,6 +80,7 @@ _MISSING = "llama-cpp-python is not installed: pip install 'nbconvo[local]'"
 class _LoadedModel:
     llm: Llama
     formatter: Jinja2ChatFormatter | None
+    tools: bool = False  # its chat template renders tools (and tool calls and results)
     lock: threading.Lock = field(default_factory=threading.Lock)
     owner: object | None = None  # the token of the stream that currently drives llm
     active: Iterator[Any] | None = None  # that stream's llama iterator
@@ -116,7 +141,9 @@ def _load(path: Path, n_ctx: int) -> _LoadedModel:
             raise ConfigurationError(
                 f"llama-cpp could not load {path}: {exc} — is it a complete GGUF model?"
             ) from None
-        loaded = _LoadedModel(llm=llm, formatter=_make_formatter(llama_cpp, llm))
+        formatter = _make_formatter(llama_cpp, llm)
+        tools = formatter is not None and "tools" in formatter.template
+        loaded = _LoadedModel(llm=llm, formatter=formatter, tools=tools)
         _MODELS[key] = loaded
         return loaded
 
@@ -140,6 +167,279 @@ def _close_quietly(iterator: Iterator[Any]) -> None:
 
 
 DEFAULT_MAX_TOKENS = 1024
+NO_TOOLS = (
+    "{label}: this model's chat template has no tool calls: use a Qwen2.5 model "
+    "(llama:qwen2.5-coder-0.5b) or a server that runs tools (llamacpp:MODEL --base-url URL); "
+    "nothing was sent"
+)
+
+
+# -- requests in the shapes the GGUF chat template renders -------------------------------
+
+
+def llama_tools(tools: Sequence[ToolSpec]) -> list[dict[str, Any]] | None:
+    """``tools=`` of ``create_chat_completion`` (and of the chat template): Hugging Face's
+    ``function`` entries; None for none, so a template's ``if tools`` stays false."""
+    if not tools:
+        return None
+    return [{"type": "function", "function": t.to_json()} for t in tools]
+
+
+def _arguments(text: str) -> Any:
+    """A call's arguments as templates render them (``tojson`` of a dict); arguments that
+    are not a JSON object stay the text the model wrote."""
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
+
+
+def llama_messages(messages: Sequence[Message], label: str) -> list[dict[str, Any]]:
+    """Neutral messages as llama-cpp's chat handler takes them: text as a string; an
+    assistant's tool calls as Hugging Face ``tool_calls`` (arguments a dict); each tool
+    result a ``tool`` message. Any other part is refused in one line, before sending."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if isinstance(content, str):
+            out.append(message)  # type: ignore[arg-type]  # a Message is such a dict
+            continue
+        if role == "tool":
+            for part in content:
+                if not isinstance(part, ToolResultPart):
+                    raise refuse(part, label, LLAMA_TEXT_ONLY)
+                out.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": part.call_id,
+                        "name": part.name,
+                        "content": part.content,
+                    }
+                )
+            continue
+        text: list[str] = []
+        calls: list[ToolCallPart] = []
+        for part in content:
+            if isinstance(part, TextPart):
+                text.append(part.text)
+            elif isinstance(part, ToolCallPart) and role == "assistant":
+                calls.append(part)
+            else:
+                raise refuse(part, label, LLAMA_TEXT_ONLY)
+        converted: dict[str, Any] = {"role": role, "content": "".join(text)}
+        if calls:
+            converted["tool_calls"] = [
+                {
+                    "id": c.call_id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": _arguments(c.arguments)},
+                }
+                for c in calls
+            ]
+        out.append(converted)
+    return out
+
+
+def _has_tool_parts(messages: Sequence[Message]) -> bool:
+    return any(
+        isinstance(p, ToolCallPart | ToolResultPart)
+        for m in messages
+        if not isinstance(m["content"], str)
+        for p in m["content"]
+    )
+
+
+def grammar_schema(schema: ResponseSchema, tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """The JSON schema the answer's grammar follows: the structured answer's, or with
+    tools offered, that or one call (``{"name": …, "arguments": …}``, as the model writes
+    one bare) of an offered tool."""
+    if not tools:
+        return schema.schema
+    answer = {k: v for k, v in schema.schema.items() if k != "$defs"}
+    calls = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+            "required": ["name", "arguments"],
+        }
+        for t in tools
+    ]
+    combined: dict[str, Any] = {"anyOf": [answer, *calls]}
+    if "$defs" in schema.schema:  # a recursive type's definitions, where $ref finds them
+        combined["$defs"] = schema.schema["$defs"]
+    return combined
+
+
+# -- tool calls out of the streamed text ---------------------------------------------------
+
+_OPEN, _CLOSE = "<tool_call>", "</tool_call>"
+_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """How many characters at the end of ``text`` may be the start of ``marker``."""
+    for n in range(min(len(marker) - 1, len(text)), 0, -1):
+        if text.endswith(marker[:n]):
+            return n
+    return 0
+
+
+def _bare_start(held: str) -> bool | None:
+    """Whether an answer beginning with ``held`` is a call written bare (``{"name":``,
+    maybe in a ```json fence): True, False, or None while it cannot tell yet."""
+    s = held.lstrip()
+    if s.startswith("```") or "```".startswith(s):
+        rest = s[3:]
+        newline = rest.find("\n")
+        if newline < 0:
+            return None if "json".startswith(rest.rstrip(" \t")) else False
+        if rest[:newline].strip() not in ("", "json"):
+            return False
+        s = rest[newline + 1 :].lstrip()
+    if not s:
+        return None
+    if not s.startswith("{"):
+        return False
+    s = s[1:].lstrip()
+    if len(s) < len('"name"'):
+        return None if '"name"'.startswith(s) else False
+    if not s.startswith('"name"'):
+        return False
+    s = s[len('"name"') :].lstrip()
+    return None if not s else s.startswith(":")
+
+
+def _unfenced(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rstrip()
+        if stripped.endswith("```"):
+            stripped = stripped[:-3]
+    return stripped.strip()
+
+
+def _call_fields(data: Any) -> tuple[str, str] | None:
+    """The name and arguments text of a parsed ``{"name": …, "arguments": …}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    arguments = data.get("arguments", data.get("parameters", {}))
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+        return data["name"], arguments
+    return data["name"], json.dumps(arguments, ensure_ascii=False)
+
+
+class ToolCallText:
+    """The tool calls in a streamed answer, and the text around them.
+
+    ``feed`` takes each piece and returns the text to show now; it holds back what may
+    still be markup (a partial ``<tool_call>``, the start of a bare call). ``end`` returns
+    the rest of the text, and ``calls`` holds the calls, each once complete:
+
+    * a ``<tool_call>…</tool_call>`` block (Qwen2.5, Hermes): JSON naming the function
+      and its arguments; a block that is not JSON is still a call, its raw text as the
+      arguments, so the model is told what was wrong;
+    * a whole answer that is one or more JSON objects ``{"name": N, "arguments": …}``
+      (bare or in a ```json fence) where every N is an offered tool: what small models
+      write instead of the tags. Anything else there is answer text.
+
+    Call ids are ``call_0``, ``call_1``, …, skipping the ids in ``taken`` (the calls
+    already in the conversation)."""
+
+    def __init__(self, names: Collection[str], taken: Collection[str] = ()) -> None:
+        self.names = set(names)
+        self.taken = set(taken)
+        self.calls: list[ToolCallPart] = []
+        self._held = ""
+        self._mode = "start"  # start, text, block (inside <tool_call>), bare
+        self._next = 0
+
+    def feed(self, piece: str) -> str:
+        self._held += piece
+        shown: list[str] = []
+        while True:
+            if self._mode == "start":
+                bare = _bare_start(self._held)
+                if bare is None:
+                    break
+                self._mode = "bare" if bare else "text"
+            if self._mode == "bare":
+                break
+            if self._mode == "text":
+                at = self._held.find(_OPEN)
+                if at < 0:
+                    keep = _partial_suffix(self._held, _OPEN)
+                    if self.calls and not self._held.strip():
+                        keep = len(self._held)  # the blank line between two calls
+                    cut = len(self._held) - keep
+                    shown.append(self._held[:cut])
+                    self._held = self._held[cut:]
+                    break
+                before = self._held[:at]
+                if before.strip() or not self.calls:  # not the blank line between calls
+                    shown.append(before)
+                self._held = self._held[at + len(_OPEN) :]
+                self._mode = "block"
+            end = self._held.find(_CLOSE)
+            if end < 0:
+                break
+            self._block(self._held[:end])
+            self._held = self._held[end + len(_CLOSE) :]
+            self._mode = "text"
+        return "".join(shown)
+
+    def end(self, reason: str = "stop") -> str:
+        """The text still held, once the answer is over (``reason``: why it ended)."""
+        held, self._held = self._held, ""
+        if self._mode == "bare" and self._bare(held):
+            return ""
+        if self._mode == "block":
+            if reason != "length":
+                self._block(held)
+                return ""
+            held = _OPEN + held  # cut off mid-call: shown as it came
+        return "" if self.calls and not held.strip() else held
+
+    def _add(self, name: str, arguments: str) -> None:
+        while f"call_{self._next}" in self.taken:
+            self._next += 1
+        call_id = f"call_{self._next}"
+        self._next += 1
+        self.calls.append(ToolCallPart(call_id, name, arguments))
+
+    def _block(self, body: str) -> None:
+        text = _unfenced(body)
+        try:
+            fields = _call_fields(json.loads(text))
+        except ValueError:
+            fields = None
+        if fields is None:
+            found = _NAME.search(text)
+            fields = (found.group(1) if found else "", text)
+        self._add(*fields)
+
+    def _bare(self, held: str) -> bool:
+        """Calls from an answer that is only calls written bare; False (and none) if it
+        is anything else."""
+        text = _unfenced(held)
+        decoder = json.JSONDecoder()
+        found: list[tuple[str, str]] = []
+        at = 0
+        while at < len(text):
+            try:
+                data, at = decoder.raw_decode(text, at)
+            except ValueError:
+                return False
+            fields = _call_fields(data)
+            if fields is None or fields[0] not in self.names:
+                return False
+            found.append(fields)
+            while at < len(text) and text[at].isspace():
+                at += 1
+        for fields in found:
+            self._add(*fields)
+        return bool(found)
 
 
 class LlamaProvider:
@@ -180,19 +480,27 @@ class LlamaProvider:
         """Load the model now (``stream`` does it on first use)."""
         _load(self.path, self.n_ctx)
 
-    def count_prompt_tokens(self, messages: list[Message]) -> int:
-        """Tokens of the prompt llama will see for ``messages`` (see the module docstring)."""
+    def count_prompt_tokens(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()
+    ) -> int:
+        """Tokens of the prompt llama will see for ``messages`` with ``tools`` offered
+        (see the module docstring)."""
+        wire = llama_messages(messages, self.label)
         loaded = _load(self.path, self.n_ctx)
         with loaded.lock:
-            return self._count_prompt(loaded, messages)
+            return self._count_prompt(loaded, wire, llama_tools(tools))
 
     @staticmethod
-    def _count_prompt(loaded: _LoadedModel, messages: list[Message]) -> int:
+    def _count_prompt(
+        loaded: _LoadedModel,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+    ) -> int:
         llm = loaded.llm
         if loaded.formatter is not None:
             try:
-                # Our Message is one of the shapes llama's message union allows.
-                rendered = loaded.formatter(messages=messages)  # type: ignore[arg-type]
+                # Our dicts are the shapes llama's message union allows.
+                rendered = loaded.formatter(messages=messages, tools=tools)  # type: ignore[arg-type]
             except Exception:
                 rendered = None
             if rendered is not None:
@@ -202,7 +510,7 @@ class LlamaProvider:
                     special=True,
                 )
                 return len(tokens)
-        text = "\n".join(content_text(m["content"]) for m in messages)
+        text = "\n".join(str(m.get("content") or "") for m in messages)
         content = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         return len(content) + _PER_MESSAGE_OVERHEAD * len(messages)
 
@@ -212,12 +520,38 @@ class LlamaProvider:
             f"{self.n_ctx}: try `%convo compact` or set NBCONVO_LLAMA_N_CTX higher"
         )
 
+    def _grammar(self, request: ChatRequest) -> tuple[Any, Notice | None]:
+        """The grammar of a structured answer, and a notice if its schema could not be
+        made one (the answer is then only held to be JSON)."""
+        assert request.schema is not None
+        grammars = _import_llama().llama_grammar
+        schema = grammar_schema(request.schema, request.tools)
+        try:
+            return grammars.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False), None
+        except Exception as exc:
+            why = " ".join(str(exc).split())[:200] or type(exc).__name__
+            notice = Notice(
+                f"{self.label}: the schema {request.schema.name} could not be made a grammar "
+                f"({why}): the answer is held to be JSON, not to match it"
+            )
+            grammar = grammars.LlamaGrammar.from_string(grammars.JSON_GBNF, verbose=False)
+            return grammar, notice
+
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         messages = request.all_messages()
-        text_only(messages, self.label, LLAMA_TEXT_ONLY)
+        wire = llama_messages(messages, self.label)
+        tools = llama_tools(request.tools)
         loaded = _load(self.path, self.n_ctx)
+        if (tools or _has_tool_parts(messages)) and not loaded.tools:
+            raise UsageError(NO_TOOLS.format(label=self.label))
         llm = loaded.llm
-        kwargs: dict[str, Any] = {"messages": messages, "stream": True}
+        kwargs: dict[str, Any] = {"messages": wire, "stream": True}
+        if tools:
+            kwargs["tools"] = tools
+        if request.schema is not None:
+            kwargs["grammar"], notice = self._grammar(request)
+            if notice is not None:
+                yield notice
         if request.temperature is not None:  # else llama's own default
             kwargs["temperature"] = request.temperature
         # Small local models can repeat themselves until the window is full: cap an answer
@@ -225,10 +559,24 @@ class LlamaProvider:
         kwargs["max_tokens"] = request.max_tokens or DEFAULT_MAX_TOKENS
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        calls = (
+            ToolCallText(
+                [t.name for t in request.tools],
+                taken=[
+                    p.call_id
+                    for m in messages
+                    if not isinstance(m["content"], str)
+                    for p in m["content"]
+                    if isinstance(p, ToolCallPart)
+                ],
+            )
+            if request.tools
+            else None
+        )
 
         token = object()
         with loaded.lock:
-            prompt_tokens = self._count_prompt(loaded, messages)
+            prompt_tokens = self._count_prompt(loaded, wire, tools)
             if prompt_tokens >= self.n_ctx:
                 raise self._too_long(prompt_tokens)
             if loaded.active is not None:
@@ -246,7 +594,9 @@ class LlamaProvider:
                 raise ProviderError(f"{self.label} failed to start: {exc}") from None
             loaded.owner, loaded.active = token, inner
 
-        parts: list[str] = []
+        generated: list[str] = []  # everything the model wrote, markup included
+        parts: list[str] = []  # the answer's text as shown
+        reason: str | None = None
         try:
             while True:
                 with loaded.lock:
@@ -271,11 +621,12 @@ class LlamaProvider:
                 for choice in chunk.get("choices") or []:
                     content = (choice.get("delta") or {}).get("content")
                     if content:
-                        parts.append(content)
-                        yield content
-                    reason = choice.get("finish_reason")
-                    if reason:
-                        yield Finish(_FINISH.get(reason, "other"))
+                        generated.append(content)
+                        shown = calls.feed(content) if calls is not None else content
+                        if shown:
+                            parts.append(shown)
+                            yield shown
+                    reason = choice.get("finish_reason") or reason
         finally:
             with loaded.lock:
                 if loaded.owner is token:
@@ -284,7 +635,19 @@ class LlamaProvider:
                     # request re-matches its prompt against the evaluated tokens.
                     _close_quietly(inner)
 
-        answer = "".join(parts)
+        if calls is not None:
+            rest = calls.end(reason or "stop")
+            if rest:
+                parts.append(rest)
+                yield rest
+            yield from calls.calls
+        if reason is not None:
+            finish = _FINISH.get(reason, "other")
+            if calls is not None and calls.calls and finish == "stop":
+                finish = "tool_calls"
+            yield Finish(finish)
+
+        answer = "".join(generated)
         with loaded.lock:
             output_tokens = (
                 len(llm.tokenize(answer.encode("utf-8"), add_bos=False, special=True))
