@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -42,7 +43,9 @@ def _autosave_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def shell(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+def shell(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InteractiveShell]:
     import nbconvo
     from nbconvo._session import SESSION
     from nbconvo._settings import Settings
@@ -117,9 +120,10 @@ def local_model_path() -> Path:
         _unavailable(f"could not fetch the local model {LOCAL_ALIAS}: {exc}")
 
 
-@pytest.fixture(scope="session")
-def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A llama-cpp-python OpenAI-compatible server on the local model; yields its /v1 URL."""
+@contextlib.contextmanager
+def serving_llama(model: Path, log_path: Path, alias: str, *options: str) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on ``model``, on 127.0.0.1 only, with
+    ``options`` (e.g. a chat format); yields its /v1 URL once it answers, stops it after."""
     missing = [
         name
         for name in ("uvicorn", "fastapi", "sse_starlette", "starlette_context")
@@ -128,22 +132,10 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
     if missing:
         _unavailable(f"llama-cpp-python[server] is not installed (missing {', '.join(missing)})")
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(local_model_path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--model_alias",
-        SERVER_MODEL_ALIAS,
-        "--n_ctx",
-        "8192",
-    ]
+        sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+        "--host", "127.0.0.1", "--port", str(port), "--model_alias", alias, *options,
+    ]  # fmt: skip
     parent = os.getpid()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -178,6 +170,15 @@ def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactor
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def llama_server(local_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A llama-cpp-python OpenAI-compatible server on the local model (its GGUF chat
+    template); yields its /v1 URL."""
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with serving_llama(local_model_path, log_path, SERVER_MODEL_ALIAS, "--n_ctx", "8192") as url:
+        yield url
 
 
 # -- reliability counts (tests/support/reliability_counts.py) ---------------------------------------

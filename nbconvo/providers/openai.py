@@ -71,6 +71,61 @@ def length_notice(tokens: int | None) -> str:
     return "answer cut at the max-tokens limit: raise it with --max-tokens N"
 
 
+# Servers that run a GGUF model with its own chat template (llama.cpp's and
+# llama-cpp-python's): the template describes the tools and the model writes its calls
+# as text (Qwen's ``<tool_call>`` blocks, or bare JSON), which the server passes on as
+# the answer's content; they are read out of it as the in-process model's are.
+_CALLS_AS_TEXT = frozenset({"llamacpp"})
+
+
+def _for_llama_servers(body: dict[str, Any], request: ChatRequest) -> None:
+    """What llama servers need that OpenAI does not: an assistant message's content a
+    string (llama-cpp-python's server answers 500 to ``null``), and a schema as the
+    ``json_object`` response format with its ``schema`` (the form both servers read)."""
+    for message in body["messages"]:
+        if message.get("tool_calls") and message.get("content") is None:
+            message["content"] = ""
+    if request.schema is not None:
+        body["response_format"] = {"type": "json_object", "schema": request.schema.schema}
+
+
+def _calls_in_text(
+    events: Iterator[ProviderEvent], request: ChatRequest
+) -> Iterator[ProviderEvent]:
+    """``events`` with the tool calls written in the answer's text taken out of it."""
+    from nbconvo.providers.llama import ToolCallText
+
+    taken = {
+        p.call_id
+        for m in request.messages
+        if not isinstance(m["content"], str)
+        for p in m["content"]
+        if isinstance(p, ToolCallPart)
+    }
+    reader = ToolCallText([t.name for t in request.tools], taken)
+    try:
+        for event in events:
+            if type(event) is str:
+                shown = reader.feed(event)
+                if shown:
+                    yield shown
+            elif isinstance(event, Finish):
+                rest = reader.end(event.reason)
+                if rest:
+                    yield rest
+                if reader.calls and event.reason != "length":
+                    yield from reader.calls
+                    yield Finish("tool_calls")
+                else:
+                    yield event
+            else:
+                yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
 class OpenAICompatibleProvider(HTTPProvider):
     """Chat Completions over SSE. Subclasses decide the base URL, the URL and the key."""
 
@@ -165,6 +220,8 @@ class OpenAICompatibleProvider(HTTPProvider):
             body["tools"] = openai_tools(request.tools)
         if request.schema is not None:
             body["response_format"] = openai_response_format(request.schema)
+        if self.prefix in _CALLS_AS_TEXT:
+            _for_llama_servers(body, request)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -203,6 +260,17 @@ class OpenAICompatibleProvider(HTTPProvider):
         return (f"{where}: {message or 'request failed'}", status in RETRYABLE_STATUS)
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        events = self._events(request)
+        if request.tools and self.prefix in _CALLS_AS_TEXT:
+            events = _calls_in_text(events, request)
+        try:
+            yield from events
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    def _events(self, request: ChatRequest) -> Iterator[ProviderEvent]:
         body = self.body(request)
         dropped: float | None = None
         if "temperature" in body and not accepts_sampling(f"{self.prefix}:{request.model}"):

@@ -5,19 +5,13 @@ starts nothing until a test asks for it."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Page, unavailable
-from tests.support.helpers import die_with, free_port, tail
 
 
 @pytest.fixture(scope="module")
@@ -78,61 +72,11 @@ TOOLS_SERVER_ALIAS = "qwen-tools"
 def llama_tools_server(
     local_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server on the local model with the
-    ``chatml-function-calling`` chat format (its tool calls come back as ``tool_calls``),
-    on 127.0.0.1 only; yields its /v1 URL and stops it after the module."""
-    missing = [
-        name
-        for name in ("uvicorn", "fastapi", "sse_starlette", "starlette_context")
-        if importlib.util.find_spec(name) is None
-    ]
-    if missing:
-        reason = f"llama-cpp-python[server] is not installed (missing {', '.join(missing)})"
-        if os.environ.get("NBCONVO_REQUIRE_MODEL") == "1":  # as tests/conftest.py does
-            pytest.fail(f"{reason} (NBCONVO_REQUIRE_MODEL=1)", pytrace=False)
-        pytest.skip(reason)
-    port = free_port()
+    """llama-cpp-python's server with the ``chatml-function-calling`` chat format (its
+    tool calls come back as ``tool_calls``); yields its /v1 URL, stops after the module."""
+    from tests.conftest import serving_llama
+
     log_path = tmp_path_factory.mktemp("llama-tools-server") / "server.log"
-    command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(local_model_path),
-        "--chat_format", "chatml-function-calling",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--model_alias", TOOLS_SERVER_ALIAS,
-        "--n_ctx", "4096",
-    ]  # fmt: skip
-    parent = os.getpid()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: die_with(parent)) if sys.platform == "linux" else None,
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"llama server exited with {process.returncode}:\n{tail(log_path)}",
-                    pytrace=False,
-                )
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama server not ready after 60 s:\n{tail(log_path)}", pytrace=False)
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    options = ("--chat_format", "chatml-function-calling", "--n_ctx", "4096")
+    with serving_llama(local_model_path, log_path, TOOLS_SERVER_ALIAS, *options) as url:
+        yield url

@@ -344,16 +344,23 @@ def test_the_server_chooses_a_tool_itself_only_without_streaming(llama_tools_ser
 
 
 @model
-@pytest.mark.xfail(
-    reason="the llamacpp: provider sends no tool_choice, and this server offers the tools "
-    "only with one (and streams a call only when tool_choice names the function)",
-    strict=False,
-)
-def test_the_llamacpp_provider_gets_the_servers_tool_call(llama_tools_server: str) -> None:
-    provider = create_provider(f"llamacpp:{TOOLS_SERVER_ALIAS}", base_url=llama_tools_server)
-    req = dataclasses.replace(request(user(ASK)), provider="llamacpp", model=TOOLS_SERVER_ALIAS)
-    events = list(provider.stream(req))
+def test_the_llamacpp_provider_calls_and_uses_the_result_through_the_server(
+    llama_server: str,
+) -> None:
+    """nbconvo's ``llamacpp:`` provider on llama-cpp-python's server with the GGUF's own
+    template (the ``llama_server`` fixture): the template describes the tools, the model
+    writes its call as text, the provider reads it out as a call; the result goes back
+    as a ``tool`` message the template renders, and the answer uses it."""
+    from tests.conftest import SERVER_MODEL_ALIAS
+
+    provider = create_provider(f"llamacpp:{SERVER_MODEL_ALIAS}", base_url=llama_server)
+    first = dataclasses.replace(request(user(ASK)), provider="llamacpp", model=SERVER_MODEL_ALIAS)
+    events = list(provider.stream(first))
     (call,) = calls(events)
-    assert call.name == "add"
-    assert json.loads(call.arguments) == ARGUMENTS
-    assert finishes(events) == ["tool_calls"]
+    assert (call.call_id, call.name, json.loads(call.arguments)) == ("call_0", "add", ARGUMENTS)
+    assert finishes(events) == ["tool_calls"] and answer(events) == ""
+    after = dataclasses.replace(
+        request(*AFTER_RESULT), provider="llamacpp", model=SERVER_MODEL_ALIAS
+    )
+    events = list(provider.stream(after))
+    assert calls(events) == [] and "6912" in answer(events)
