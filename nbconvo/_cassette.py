@@ -70,7 +70,12 @@ def request_key(request: ChatRequest) -> str:
 def _event_to_json(event: ProviderEvent) -> dict[str, Any]:
     if isinstance(event, str):
         return {"text": event, "kind": "text"}
-    return asdict(event)
+    data = asdict(event)
+    if isinstance(event, Usage):  # the cache figures only when there are some: stable files
+        for key in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
+            if not data[key]:
+                del data[key]
+    return data
 
 
 def _event_from_json(data: dict[str, Any]) -> ProviderEvent:
@@ -78,7 +83,13 @@ def _event_from_json(data: dict[str, Any]) -> ProviderEvent:
     if kind == "text":
         return str(data["text"])
     if kind == "usage":
-        return Usage(int(data["input_tokens"]), int(data["output_tokens"]))
+        return Usage(
+            int(data["input_tokens"]),
+            int(data["output_tokens"]),
+            int(data.get("cached_input_tokens", 0)),
+            int(data.get("cache_write_tokens", 0)),
+            int(data.get("reasoning_tokens", 0)),
+        )
     if kind == "finish":
         return Finish(str(data["reason"]), data.get("notice"))
     if kind == "notice":

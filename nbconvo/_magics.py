@@ -621,7 +621,15 @@ class ConvoMagics(Magics):
 
     def _cmd_meter(self, convo: Conversation, args: argparse.Namespace) -> None:
         meter = convo.meter
-        show_markdown(meter._repr_markdown_(), str(meter))
+        markdown, plain = meter._repr_markdown_(), str(meter)
+        head = convo.head
+        if head is not None and head.first_token_s:
+            last = f"last turn: first token after {head.first_token_s:.2f} s"
+            if head.cached_tokens:
+                word = "reused" if head.provider == "llama" else "read from cache"
+                last += f", {word} {head.cached_tokens:,} of {head.input_tokens:,} prompt tokens"
+            markdown, plain = f"{markdown}  \n{last}", f"{plain}\n{last}"
+        show_markdown(markdown, plain)
 
     def _cmd_summarize(self, convo: Conversation, args: argparse.Namespace) -> None:
         if args.into is not None and not args.into.isidentifier():

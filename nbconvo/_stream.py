@@ -3,11 +3,12 @@ as it goes, so a caller that catches an interrupt still has the partial text."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nbconvo._parts import Part, TextPart, ToolCallPart, ToolResultPart
-from nbconvo._types import ChatRequest, Finish, Notice, Usage
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
 from nbconvo.providers import Provider
 
 
@@ -34,6 +35,7 @@ class Collected:
     usage: Usage | None = None  # the last step's: what the context holds after the turn
     finish: Finish | None = None
     steps: int = 0
+    first_token_s: float = 0.0  # from sending the first request to its first text or call
 
     @property
     def text(self) -> str:
@@ -59,25 +61,44 @@ class Collected:
 def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: Collected) -> None:
     """Run one provider stream, reporting to ``sink`` and filling ``into`` as it goes
     (so a caller that catches an interrupt still has the partial text)."""
+    started = time.monotonic()
     events = provider.stream(request)
-    keep, show = into.parts.append, sink.on_text  # once per token: keep the loop lean
     try:
-        for event in events:
+        iterator = iter(events)
+        for event in iterator:  # until the first piece of the answer: timed
+            _take(event, sink, into)
+            if type(event) is str or isinstance(event, ToolCallPart):
+                if not into.first_token_s:
+                    into.first_token_s = time.monotonic() - started
+                break
+        keep, show = into.parts.append, sink.on_text  # once per token: keep the loop lean
+        for event in iterator:
             if type(event) is str:  # a piece of the answer
                 keep(event)
                 show(event)
-            elif isinstance(event, ToolCallPart):
-                into.calls.append(event)
-                sink.on_tool_call(event)
-            elif isinstance(event, Usage):
-                into.usage = event
-            elif isinstance(event, Finish):
-                into.finish = event
-                if event.notice:
-                    sink.on_notice(event.notice)
-            elif isinstance(event, Notice):
-                sink.on_notice(event.text)
+            else:
+                _take(event, sink, into)
     finally:
         close = getattr(events, "close", None)
         if close is not None:
             close()
+
+
+def _take(event: ProviderEvent, sink: StreamSink, into: Collected) -> None:
+    if type(event) is str:
+        into.parts.append(event)
+        sink.on_text(event)
+    elif isinstance(event, ToolCallPart):
+        into.calls.append(event)
+        sink.on_tool_call(event)
+    elif isinstance(event, Usage):
+        into.usage = event
+    elif isinstance(event, Finish):
+        into.finish = event
+        if event.notice:
+            sink.on_notice(event.notice)
+    elif isinstance(event, Notice):
+        sink.on_notice(event.text)
+
+
+__all__ = ["Collected", "StreamSink", "collect"]

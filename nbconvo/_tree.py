@@ -40,6 +40,9 @@ class Turn:
     input_tokens: int = 0
     output_tokens: int = 0
     usage_exact: bool = False
+    cached_tokens: int = 0  # of input_tokens, read from a cache (see _types.Usage)
+    cache_write_tokens: int = 0
+    first_token_s: float = 0.0  # seconds from sending to the first piece of the answer
     started_at: float = 0.0
     finished_at: float = 0.0
     cell_id: str | None = None

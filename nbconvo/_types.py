@@ -69,8 +69,16 @@ TextDelta: TypeAlias = str
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens of one request. ``input_tokens`` counts the whole prompt; of those,
+    ``cached_input_tokens`` were read from a cache (a provider's prompt cache, or the
+    local model's evaluated prefix) and ``cache_write_tokens`` were written to one.
+    ``reasoning_tokens`` are output tokens a reasoning model spent thinking."""
+
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     kind: Literal["usage"] = "usage"
 
 

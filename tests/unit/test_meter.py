@@ -339,3 +339,33 @@ def test_a_cassette_keeps_the_discovered_window_for_replay(
     turn(shell, "hello", "c1")  # the server is gone: the answer and the window come from the cassette
     assert nbconvo.current().context_window() == 4096
     assert "/4,096 (" in shell.display_pub.plain()[-1]
+
+
+def test_cache_reads_and_the_first_token_time_reach_the_turn_footer_and_meter() -> None:
+    """A provider's usage with tokens read from a cache (a prompt cache, or the local
+    model's reused prefix) is kept in the turn and said in its footer; the time to the
+    first token is kept too (shown by `%convo meter`, not the footer: a replay's time
+    differs from the recording's)."""
+    from collections.abc import Iterator
+
+    from nbconvo._conversation import Conversation
+    from nbconvo._render import footer_text
+    from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
+
+    class Cached:
+        name = "llama"
+
+        def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+            yield "an answer"
+            yield Usage(4380, 3, cached_input_tokens=4112)
+            yield Finish("stop")
+
+    for prefix, said in (("llama", "reused 4,112 of 4,380 prompt tokens"),
+                         ("openai", "4,112 of 4,380 prompt tokens from cache")):  # fmt: skip
+        convo = Conversation(model=f"{prefix}:m")
+        convo._providers[(f"{prefix}:m", None)] = Cached()  # type: ignore[assignment]
+        turn = convo.ask("hello")
+        assert (turn.cached_tokens, turn.input_tokens) == (4112, 4380)
+        assert turn.first_token_s > 0
+        footer = footer_text(convo, turn)
+        assert said in footer and "first token" not in footer
