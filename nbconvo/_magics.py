@@ -40,6 +40,7 @@ from nbconvo._render import (
 from nbconvo._session import SESSION, Session
 from nbconvo._settings import (
     DEFAULT_LLAMA_N_CTX,
+    DEFAULT_LOCAL_CACHE_MB,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_MAX_WAIT,
     Settings,
@@ -95,6 +96,7 @@ SETTING_TRAITS = (
     "max_retries",
     "retry_max_wait",
     "llama_n_ctx",
+    "local_cache_mb",
     "auto_compact",
     "auto_compact_keep",
     "value_tokens",
@@ -183,6 +185,11 @@ class ConvoMagics(Magics):
     ).tag(config=True)
     llama_n_ctx = Int(
         DEFAULT_LLAMA_N_CTX, min=1, help="the context window of the in-process llama: model"
+    ).tag(config=True)
+    local_cache_mb = Int(
+        DEFAULT_LOCAL_CACHE_MB,
+        min=0,
+        help="MB of the llama: model's states kept so any branch resumes where it was (0: off)",
     ).tag(config=True)
     auto_compact = Float(
         0.0, min=0.0, max=1.0, help="compact before a turn past this fraction of the window"

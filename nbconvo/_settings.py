@@ -20,6 +20,7 @@ from typing import Any
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_RETRY_MAX_WAIT = 60.0  # seconds: the longest single wait between attempts
 DEFAULT_LLAMA_N_CTX = 8192
+DEFAULT_LOCAL_CACHE_MB = 256  # the in-process model's saved states (0: none)
 CASSETTE_MODES = ("auto", "record", "replay")
 _OFF = ("0", "off", "false", "no")
 
@@ -41,6 +42,9 @@ class Settings:
     cache: str | None = None  # where local models are kept (NBCONVO_CACHE)
     local_model: str | None = None  # a GGUF file to use as the local model
     llama_n_ctx: int = DEFAULT_LLAMA_N_CTX  # the in-process model's window
+    # MB of the in-process model's states kept by token prefix, so a turn on any branch
+    # resumes where its path was left (NBCONVO_LOCAL_CACHE_MB; 0: off)
+    local_cache_mb: int = DEFAULT_LOCAL_CACHE_MB
     auto_compact: float = 0.0  # compact before a turn past this fraction (0: off)
     auto_compact_keep: int = 2  # turns kept verbatim by automatic compaction
     value_tokens: int = 1500  # each {value}'s budget in a prompt (NBCONVO_VALUE_TOKENS)
@@ -115,6 +119,11 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "cache": ("NBCONVO_CACHE", _text, "a folder"),
     "local_model": ("NBCONVO_LOCAL_MODEL", _text, "a GGUF file"),
     "llama_n_ctx": ("NBCONVO_LLAMA_N_CTX", _whole(1), "a whole number > 0, e.g. 8192"),
+    "local_cache_mb": (
+        "NBCONVO_LOCAL_CACHE_MB",
+        _whole(0),
+        "a whole number of MB ≥ 0 (0: off), e.g. 256",
+    ),
     "auto_compact": ("NBCONVO_AUTO_COMPACT", _fraction, "a fraction from 0 to 1"),
     "auto_compact_keep": ("NBCONVO_AUTO_COMPACT_KEEP", _whole(0), "a whole number ≥ 0"),
     "value_tokens": ("NBCONVO_VALUE_TOKENS", _whole(50), "a whole number ≥ 50, e.g. 1500"),

@@ -26,6 +26,7 @@ EVERYTHING = {
     "NBCONVO_CACHE": "/srv/models",
     "NBCONVO_LOCAL_MODEL": "/srv/models/mine.gguf",
     "NBCONVO_LLAMA_N_CTX": "4096",
+    "NBCONVO_LOCAL_CACHE_MB": "64",
     "NBCONVO_AUTO_COMPACT": "0.9",
     "NBCONVO_AUTO_COMPACT_KEEP": "3",
     "NBCONVO_VALUE_TOKENS": "800",
@@ -58,6 +59,7 @@ def test_every_variable_is_read() -> None:
         cache="/srv/models",
         local_model="/srv/models/mine.gguf",
         llama_n_ctx=4096,
+        local_cache_mb=64,
         auto_compact=0.9,
         auto_compact_keep=3,
         value_tokens=800,
@@ -79,6 +81,8 @@ def test_every_variable_is_read() -> None:
         ("NBCONVO_RETRY_MAX_WAIT", "nan", "60.0"),
         ("NBCONVO_CASSETTE_MODE", "rewind", "auto"),
         ("NBCONVO_LLAMA_N_CTX", "0", "8192"),
+        ("NBCONVO_LOCAL_CACHE_MB", "-5", "256"),
+        ("NBCONVO_LOCAL_CACHE_MB", "lots", "256"),
         ("NBCONVO_AUTO_COMPACT", "1.5", "0.0"),
         ("NBCONVO_AUTO_COMPACT_KEEP", "two", "2"),
         ("NBCONVO_VALUE_TOKENS", "10", "1500"),
@@ -187,3 +191,11 @@ def test_config_stream_off_shows_the_answer_once(
     turn(convo_shell, "whole", "c2")
     assert outputs.updates == 0
     assert outputs.plain()[0].startswith("The answer comes in five pieces.")
+
+
+def test_config_sets_the_local_cache_budget(shell: InteractiveShell) -> None:
+    assert SESSION.settings.local_cache_mb == 256
+    assert shell.run_cell("%config ConvoMagics.local_cache_mb = 64").success
+    assert SESSION.settings.local_cache_mb == 64
+    shell.run_cell("%config ConvoMagics.local_cache_mb = -1")  # refused: a trait's minimum
+    assert SESSION.settings.local_cache_mb == 64
