@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbconvo._parts import ToolCallPart, ToolResultPart
-from nbconvo._tools import Tool, ToolInputError
+from nbconvo._tools import Tool, ToolInputError, describe_call
 
 # How the user answers "run add(a=2, b=3)?": y runs it, n does not, a runs it and every
 # later call of that function in this kernel.
@@ -162,19 +162,6 @@ def _plain(value: Any) -> Any:
 def one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def describe_call(call: ToolCallPart, limit: int = 200) -> str:
-    """``add(a=2, b=3)``: the call as the user approves it and the output shows it."""
-    try:
-        data = json.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
-    else:
-        inner = call.arguments
-    return one_line(f"{call.name}({inner})", limit)
 
 
 def call_with_timeout(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from nbconvo._errors import UsageError
+from nbconvo._parts import ToolCallPart
 from nbconvo._types import ResponseSchema, ToolSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -283,6 +284,20 @@ def shape_of(target: Any) -> Shape:
     if doc.startswith(f"{name}("):
         doc = ""  # a dataclass's generated docstring says nothing
     return Shape(name, target, ResponseSchema(name, tidied, doc))
+
+
+def describe_call(call: ToolCallPart, limit: int = 200) -> str:
+    """``add(a=2, b=3)``: the call as the user approves it and the output shows it."""
+    try:
+        data = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
+    else:
+        inner = call.arguments
+    flat = " ".join(f"{call.name}({inner})".split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def tools_of(values: Iterable[Any]) -> list[Tool]:

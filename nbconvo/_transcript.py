@@ -8,7 +8,7 @@ import re
 from typing import Protocol
 
 from nbconvo._parts import TextPart, ToolCallPart, ToolResultPart
-from nbconvo._toolloop import describe_call
+from nbconvo._tools import describe_call
 from nbconvo._tree import ConversationTree, Turn
 
 

@@ -55,6 +55,7 @@ from nbconvo._errors import (
 from nbconvo._localmodel import resolve_llama_target
 from nbconvo._parts import TextPart, ToolCallPart, ToolResultPart, refuse
 from nbconvo._settings import Settings, process_settings
+from nbconvo._tools import describe_call
 from nbconvo._types import (
     ChatRequest,
     Finish,
@@ -195,26 +196,66 @@ def _arguments(text: str) -> Any:
     return value if isinstance(value, dict) else text
 
 
+def said_result(call: ToolCallPart | None, result: ToolResultPart, last: bool) -> str:
+    """A tool's result as a small local model reads it best: which call gave it, and (after
+    the last result of a round) that it is time to answer. Given the bare result, the
+    Qwen2.5-Coder 0.5B and 1.5B models call the same tool again and again; told
+    "add(a=1234, b=5678) returned 6912. Now answer the question in words, using this
+    result.", both answer with it (tests/integration/test_llama_tools.py). The same
+    parts always read the same: a later turn's prompt extends this one's."""
+    what = describe_call(call) if call is not None else (result.name or "the tool")
+    said = (
+        f"{what} failed: {result.content}"
+        if result.is_error
+        else (f"{what} returned {result.content}")
+    )
+    said = said if said.endswith((".", "!", "?", "\n")) else said + "."
+    if not last:
+        return said
+    if result.is_error:
+        return f"{said} Now answer the question in words, or call a tool with other arguments."
+    return f"{said} Now answer the question in words, using this result."
+
+
+def said_results(messages: Sequence[Message]) -> list[str]:
+    """``said_result`` of every tool result in ``messages``, in order (for a llama
+    server, whose template renders a result's text as it comes)."""
+    made: dict[str, ToolCallPart] = {}
+    out: list[str] = []
+    for message in messages:
+        if isinstance(message["content"], str):
+            continue
+        results = [p for p in message["content"] if isinstance(p, ToolResultPart)]
+        made.update((p.call_id, p) for p in message["content"] if isinstance(p, ToolCallPart))
+        out += [
+            said_result(made.get(r.call_id), r, i == len(results) - 1)
+            for i, r in enumerate(results)
+        ]
+    return out
+
+
 def llama_messages(messages: Sequence[Message], label: str) -> list[dict[str, Any]]:
     """Neutral messages as llama-cpp's chat handler takes them: text as a string; an
     assistant's tool calls as Hugging Face ``tool_calls`` (arguments a dict); each tool
     result a ``tool`` message. Any other part is refused in one line, before sending."""
     out: list[dict[str, Any]] = []
+    made: dict[str, ToolCallPart] = {}  # the calls so far, by id
     for message in messages:
         role, content = message["role"], message["content"]
         if isinstance(content, str):
             out.append(message)  # type: ignore[arg-type]  # a Message is such a dict
             continue
         if role == "tool":
-            for part in content:
+            for index, part in enumerate(content):
                 if not isinstance(part, ToolResultPart):
                     raise refuse(part, label, LLAMA_TEXT_ONLY)
+                last = index == len(content) - 1
                 out.append(
                     {
                         "role": "tool",
                         "tool_call_id": part.call_id,
                         "name": part.name,
-                        "content": part.content,
+                        "content": said_result(made.get(part.call_id), part, last),
                     }
                 )
             continue
@@ -228,6 +269,7 @@ def llama_messages(messages: Sequence[Message], label: str) -> list[dict[str, An
             else:
                 raise refuse(part, label, LLAMA_TEXT_ONLY)
         converted: dict[str, Any] = {"role": role, "content": "".join(text)}
+        made.update((c.call_id, c) for c in calls)
         if calls:
             converted["tool_calls"] = [
                 {

@@ -80,11 +80,19 @@ _CALLS_AS_TEXT = frozenset({"llamacpp"})
 
 def _for_llama_servers(body: dict[str, Any], request: ChatRequest) -> None:
     """What llama servers need that OpenAI does not: an assistant message's content a
-    string (llama-cpp-python's server answers 500 to ``null``), and a schema as the
+    string (llama-cpp-python's server answers 500 to ``null``), tool results worded as
+    the in-process model gets them (``llama.said_result``), and a schema as the
     ``json_object`` response format with its ``schema`` (the form both servers read)."""
     for message in body["messages"]:
         if message.get("tool_calls") and message.get("content") is None:
             message["content"] = ""
+    if any(m.get("role") == "tool" for m in body["messages"]):
+        from nbconvo.providers.llama import said_results  # results as small models read them
+
+        said = iter(said_results(request.messages))
+        for message in body["messages"]:
+            if message.get("role") == "tool":
+                message["content"] = next(said)
     if request.schema is not None:
         body["response_format"] = {"type": "json_object", "schema": request.schema.schema}
 

@@ -6,9 +6,11 @@ What the 0.5B model does, at temperature 0 (measured; the tests pin these phrasi
 
 * "Use the add tool to add 1234 and 5678." → the call, written as a ```json fence holding
   ``{"name": "add", "arguments": {"a": 1234, "b": 5678}}``, not in ``<tool_call>`` tags.
-* Given the call and its result "6912" and no more, it calls add again (every phrasing
-  and system prompt tried); a user message after the result ("Write the sum as a
-  sentence.") gets "The sum of 1234 and 5678 is 6912."
+* Given the call and its bare result "6912" and no more, it calls add again (every
+  phrasing and system prompt tried; the 1.5B model too). Told which call gave it and
+  that it is time to answer ("add(a=1234, b=5678) returned 6912. Now answer the
+  question in words, using this result." — ``llama.said_result``), both answer with
+  it: so a turn with a tool ends with the answer, in-process and through the server.
 """
 
 from __future__ import annotations
@@ -364,3 +366,78 @@ def test_the_llamacpp_provider_calls_and_uses_the_result_through_the_server(
     )
     events = list(provider.stream(after))
     assert calls(events) == [] and "6912" in answer(events)
+
+
+def add_tool() -> tuple[Any, list[tuple[int, int]]]:
+    from nbconvo._toolloop import Toolbox
+    from nbconvo._tools import tools_of
+
+    ran: list[tuple[int, int]] = []
+
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        ran.append((a, b))
+        return a + b
+
+    (made,) = tools_of([add])
+    return Toolbox(tools={"add": made}, approve_all=True, max_steps=3), ran
+
+
+@model
+@pytest.mark.parametrize(
+    "prompt",
+    ["What is 1234 + 5678? Use the add tool.", "Use the add tool to add 1234 and 5678."],
+)
+def test_a_turn_calls_the_notebook_function_and_answers_with_its_result(
+    local_model_path: Path, prompt: str
+) -> None:
+    """The whole loop in-process, as `%%turn --tools add` runs it: the model calls add,
+    the function runs in this process, the result goes back, and the answer uses it."""
+    from nbconvo._conversation import Conversation, TurnOptions
+
+    box, ran = add_tool()
+    convo = Conversation(model=f"llama:{local_model_path}", temperature=0, seed=1, max_tokens=64)
+    turn = convo.ask(prompt, options=TurnOptions(tools=box))
+    assert ran == [(1234, 5678)]
+    assert "6912" in turn.answer and turn.status == "ok"
+    kinds = [p.kind for p in turn.answer_parts]
+    assert kinds == ["tool_call", "tool_result", "text"]
+
+
+@model
+def test_through_the_server_a_turn_calls_the_function_and_answers_with_its_result(
+    llama_server: str,
+) -> None:
+    """The same loop with nbconvo's ``llamacpp:`` provider on llama-cpp-python's server
+    (the GGUF's template): the call comes back as text and is read out, the result goes
+    back worded as in-process, and the answer uses it."""
+    from nbconvo._conversation import Conversation, TurnOptions
+    from tests.conftest import SERVER_MODEL_ALIAS
+
+    box, ran = add_tool()
+    convo = Conversation(
+        model=f"llamacpp:{SERVER_MODEL_ALIAS}", base_url=llama_server, temperature=0, seed=1,
+        max_tokens=64,
+    )  # fmt: skip
+    turn = convo.ask("Use the add tool to add 1234 and 5678.", options=TurnOptions(tools=box))
+    assert ran == [(1234, 5678)]
+    assert "6912" in turn.answer and turn.status == "ok"
+    assert [p.kind for p in turn.answer_parts] == ["tool_call", "tool_result", "text"]
+
+
+def test_a_result_is_worded_for_a_small_model_the_same_every_time() -> None:
+    messages = (*AFTER_RESULT[:3],)
+    (said,) = [m["content"] for m in llama_messages(messages, "llama:x") if m["role"] == "tool"]
+    assert said == (
+        "add(a=1234, b=5678) returned 6912. Now answer the question in words, using this result."
+    )
+    error = ToolResultPart("call_0", "add raised ValueError: no", is_error=True, name="add")
+    (said,) = [
+        m["content"]
+        for m in llama_messages((*messages[:2], {"role": "tool", "content": (error,)}), "llama:x")
+        if m["role"] == "tool"
+    ]
+    assert said == (
+        "add(a=1234, b=5678) failed: add raised ValueError: no. Now answer the question in "
+        "words, or call a tool with other arguments."
+    )

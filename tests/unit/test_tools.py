@@ -21,8 +21,8 @@ from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only 
 from nbconvo._conversation import Conversation, TurnOptions
 from nbconvo._errors import TurnInterrupted, UsageError
 from nbconvo._parts import TextPart, ToolCallPart, ToolResultPart
-from nbconvo._toolloop import Toolbox, call_with_timeout, describe_call
-from nbconvo._tools import ToolInputError, describe, shape_of, tool, tools_of
+from nbconvo._toolloop import Toolbox, call_with_timeout
+from nbconvo._tools import ToolInputError, describe, describe_call, shape_of, tool, tools_of
 from nbconvo._types import ChatRequest, Finish, ProviderEvent
 
 
