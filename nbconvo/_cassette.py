@@ -71,6 +71,8 @@ def _event_to_json(event: ProviderEvent) -> dict[str, Any]:
     if isinstance(event, str):
         return {"text": event, "kind": "text"}
     data = asdict(event)
+    if isinstance(event, ToolCallPart) and event.signature is None:
+        del data["signature"]
     if isinstance(event, Usage):  # the cache figures only when there are some: stable files
         for key in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
             if not data[key]:
@@ -95,7 +97,13 @@ def _event_from_json(data: dict[str, Any]) -> ProviderEvent:
     if kind == "notice":
         return Notice(str(data["text"]))
     if kind == "tool_call":
-        return ToolCallPart(str(data["call_id"]), str(data["name"]), str(data["arguments"]))
+        signature = data.get("signature")
+        return ToolCallPart(
+            str(data["call_id"]),
+            str(data["name"]),
+            str(data["arguments"]),
+            str(signature) if signature else None,
+        )
     raise ValueError(f"unknown event kind {kind!r}")
 
 

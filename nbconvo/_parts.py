@@ -86,6 +86,7 @@ class ToolCallPart:
     call_id: str
     name: str
     arguments: str
+    signature: str | None = None  # a provider's opaque token sent back with the call (Gemini's)
     kind: Literal["tool_call"] = "tool_call"
 
 
@@ -216,6 +217,8 @@ def part_to_json(part: Part) -> dict[str, Any]:
         if part.placeholder:
             out["placeholder"] = True
         return out
+    if isinstance(part, ToolCallPart) and part.signature is None:
+        return {k: v for k, v in vars(part).items() if k != "signature"}
     return {k: v for k, v in vars(part).items()}
 
 

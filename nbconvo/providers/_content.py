@@ -131,11 +131,7 @@ def anthropic_blocks(content: Content, label: str) -> list[dict[str, Any]]:
     )
 
 
-def gemini_parts(
-    content: Content,
-    label: str,
-    signature: Callable[[ToolCallPart], str | None] = lambda call: None,
-) -> list[dict[str, Any]]:
+def gemini_parts(content: Content, label: str) -> list[dict[str, Any]]:
     """Gemini: ``text`` and ``inlineData`` parts, written as google-genai writes them
     (``mime_type``, URL-safe base64; the API reads both spellings of each); a call as
     ``functionCall`` (with the ``thoughtSignature`` the model gave it, which Gemini 3
@@ -158,7 +154,7 @@ def gemini_parts(
                 "mime_type": doc.media_type,
             }
         },
-        lambda call: _gemini_call(call, signature(call)),
+        _gemini_call,
         lambda result: {
             "functionResponse": {
                 "name": result.name,
@@ -168,10 +164,10 @@ def gemini_parts(
     )
 
 
-def _gemini_call(call: ToolCallPart, signature: str | None) -> dict[str, Any]:
+def _gemini_call(call: ToolCallPart) -> dict[str, Any]:
     part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call_input(call)}}
-    if signature:
-        part["thoughtSignature"] = signature
+    if call.signature:
+        part["thoughtSignature"] = call.signature
     return part
 
 

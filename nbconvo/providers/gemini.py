@@ -13,9 +13,10 @@ Tools go as ``functionDeclarations`` with the JSON schema as ``parameters_json_s
 ``default`` and ``enum`` as they are). A call arrives whole, as a ``functionCall`` part;
 Gemini gives calls no ids, so each is named by its place in the answer (``call_0``,
 ``call_1``…). Gemini 3 attaches a ``thoughtSignature`` to the first call of an answer
-and refuses a later request that does not send it back, so the provider remembers the
-signatures of the calls it has seen. A result goes back as a ``functionResponse``. A
-structured answer is ``responseMimeType: application/json`` with a ``responseJsonSchema``.
+and refuses a later request that does not send it back, so the signature is kept in the
+call's part (saved with the turn, recorded in cassettes) and sent back with it. A result
+goes back as a ``functionResponse``. A structured answer is ``responseMimeType:
+application/json`` with a ``responseJsonSchema``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ _TOOL_TROUBLE = {
     "UNEXPECTED_TOOL_CALL": "the model called a tool it was not offered; offer it with "
     "--tools or rephrase the prompt",
 }
-_SIGNATURES_KEPT = 1024  # the calls whose thought signatures are remembered, newest kept
 
 
 class GeminiProvider(HTTPProvider):
@@ -70,11 +70,6 @@ class GeminiProvider(HTTPProvider):
     key_alternatives = KEYS["gemini"].alternatives
     base_url_variables = ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
     vendor_base_url = GEMINI_BASE_URL
-
-    def __init__(self, **settings: Any) -> None:
-        super().__init__(**settings)
-        # (call id, name, arguments) of a call the model made: its thought signature.
-        self._signatures: dict[tuple[str, str, str], str] = {}
 
     def model_name(self, model: str) -> str:
         return model.removeprefix("models/")  # the name as Google's model list writes it
@@ -95,7 +90,7 @@ class GeminiProvider(HTTPProvider):
         contents = [
             {
                 "role": "model" if m["role"] == "assistant" else "user",
-                "parts": gemini_parts(m["content"], self.label, self._signature),
+                "parts": gemini_parts(m["content"], self.label),
             }
             for m in alternate(messages)
         ]
@@ -178,22 +173,17 @@ class GeminiProvider(HTTPProvider):
         yield Finish("tool_calls") if calls and reason == "STOP" else self._finish(reason, usage)
 
     def _call(self, part: dict[str, Any], index: int) -> ToolCallPart:
-        """A ``functionCall`` part as a call named by its place; its thought signature,
-        if it has one, remembered for the request that sends the call back."""
+        """A ``functionCall`` part as a call named by its place, with its thought
+        signature if it has one (sent back with the call)."""
         function = part["functionCall"]
         arguments = json.dumps(function.get("args") or {})
-        call = ToolCallPart(f"call_{index}", str(function.get("name") or ""), arguments)
         signature = part.get("thoughtSignature")
-        if isinstance(signature, str) and signature:
-            key = (call.call_id, call.name, call.arguments)
-            self._signatures.pop(key, None)  # newest last
-            self._signatures[key] = signature
-            if len(self._signatures) > _SIGNATURES_KEPT:
-                del self._signatures[next(iter(self._signatures))]
-        return call
-
-    def _signature(self, call: ToolCallPart) -> str | None:
-        return self._signatures.get((call.call_id, call.name, call.arguments))
+        return ToolCallPart(
+            f"call_{index}",
+            str(function.get("name") or ""),
+            arguments,
+            signature if isinstance(signature, str) and signature else None,
+        )
 
     def _usage(self, usage: dict[str, Any]) -> Iterator[Usage]:
         if "promptTokenCount" in usage:

@@ -177,3 +177,13 @@ def test_a_store_written_before_parts_restores(tmp_path: Path) -> None:
     assert sorted(session.conversations) == ["default", "side"]
     assert [t.answer for t in session.conversations["side"].turns] == []
     session.writer().store.close()  # type: ignore[union-attr]
+
+
+def test_a_tool_calls_signature_is_kept_and_absent_when_none() -> None:
+    from nbconvo._parts import ToolCallPart, part_from_json, part_to_json
+
+    signed = ToolCallPart("call_0", "add", '{"a": 1}', signature="c2lnbmF0dXJl")
+    assert part_from_json(part_to_json(signed)) == signed
+    plain = ToolCallPart("call_0", "add", '{"a": 1}')
+    assert "signature" not in part_to_json(plain)  # keys of earlier cassettes unchanged
+    assert part_from_json(part_to_json(plain)) == plain

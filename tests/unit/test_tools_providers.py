@@ -10,6 +10,7 @@ Copilot, which has neither, refuses both before sending anything.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
@@ -744,8 +745,18 @@ def test_gemini_thought_signatures_go_back_with_their_calls(
         parts = fake.requests[1]["contents"][1]["parts"]
         assert parts[0]["thoughtSignature"] == signature_for(1)
         assert "thoughtSignature" not in parts[1]
-        # A provider that never saw the calls has no signature: Gemini 3 says so.
-        outcome = run(case.provider(), follow)
+        # The signature is in the call's part: a provider made afresh (a kernel restart,
+        # a store restored) sends it back too.
+        assert calls[0].signature == signature_for(1)
+        again = run(case.provider(), follow)
+        assert again.error is None and again.text == "tool said: result add; result lookup"
+        # A call without it (as a store of an earlier version holds) is refused by Gemini 3.
+        bare = tuple(dataclasses.replace(c, signature=None) for c in calls)
+        outcome = run(
+            case.provider(),
+            chat("gemini", question, {"role": "assistant", "content": bare},
+                 {"role": "tool", "content": results}, tools=TOOLS),
+        )  # fmt: skip
         assert outcome.error is not None
         assert "missing a thought_signature" in str(outcome.error)
 
