@@ -415,12 +415,16 @@ class Conversation:
         **kwargs: Any,
     ) -> Turn:
         """Send one turn and record it: ``text``, or parts (text, images, …). Keyword
-        options as in ``TurnOptions``."""
+        options as in ``TurnOptions``; ``tools=[f, g]`` offers notebook functions (each
+        call asked about on stdin, unless ``approve="all"`` or ``approve=["f"]``)."""
+        sink = sink or StreamSink()
         if options is None:
             if "cell_id" not in kwargs:
                 kwargs["cell_id"], kwargs["execution"] = cell_context()
+            approve = kwargs.pop("approve", None)
+            if kwargs.get("tools") is not None and not isinstance(kwargs["tools"], Toolbox):
+                kwargs["tools"] = self.toolbox(kwargs["tools"], approve, sink.on_notice)
             options = TurnOptions(**kwargs)
-        sink = sink or StreamSink()
         prompt = prompt_of(text)
         text = text_of(prompt)
         if not text.strip() and all(isinstance(p, TextPart) for p in prompt):
@@ -540,6 +544,30 @@ class Conversation:
         if cassette is not None:
             cassette.record_result(request, result)
         return result
+
+    def toolbox(
+        self,
+        functions: Sequence[Callable[..., Any]],
+        approve: str | Sequence[str] | None = None,
+        on_notice: Callable[[str], None] = lambda text: None,
+    ) -> Toolbox:
+        """The tools ``ask(…, tools=[f, g])`` offers: each call asked about on stdin,
+        unless ``approve`` is "all" or names the function."""
+        from nbconvo._tools import tools_of
+
+        made = {t.name: t for t in tools_of(functions)}
+        names = [approve] if isinstance(approve, str) else list(approve or ())
+        settings = self.settings()
+        return Toolbox(
+            tools=made,
+            approve_all="all" in names or settings.approve_tools,
+            approved={n for n in names if n != "all"},
+            ask=lambda question: input(question),
+            timeout=settings.tool_timeout,
+            max_steps=settings.tool_max_steps,
+            result_chars=settings.tool_result_chars,
+            on_notice=on_notice,
+        )
 
     def _should_auto_compact(self, text: Content, plan: _Plan, spec: str) -> bool:
         if not self.auto_compact or plan.rerun is not None or plan.fork_name is not None:

@@ -477,3 +477,21 @@ def test_a_tool_turn_is_history_for_the_next_and_counted_by_the_meter() -> None:
         "assistant",
         "user",
     ]
+
+
+def test_ask_takes_functions_as_tools_from_python() -> None:
+    provider = Scripted([call("add", {"a": 2, "b": 3})])
+    convo = conversation(provider)
+    turn = convo.ask("go", tools=[add], approve="all")
+    assert turn.answer == "done: 5"
+    assert [t.name for t in provider.requests[0].tools] == ["add"]
+    denied = conversation(Scripted([call("add", {"a": 2, "b": 3})]))
+    import builtins
+
+    original = builtins.input
+    builtins.input = lambda question: "n"  # type: ignore[assignment]
+    try:
+        turn = denied.ask("go", tools=[add])
+    finally:
+        builtins.input = original
+    assert turn.answer == "done: the user did not allow add(a=2, b=3)"
