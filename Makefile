@@ -90,7 +90,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 
 # Re-record the documentation notebooks and their cassettes on the real local model
 # (the 1.5B one: its answers read better; replaying them needs no model at all).
-NOTEBOOKS := quickstart forking long-conversations providers data
+NOTEBOOKS := quickstart forking long-conversations providers data tools
 DOCS_MODEL ?= qwen2.5-coder-1.5b
 record-notebooks: setup
 	$(PY) -m nbconvo._localmodel fetch $(DOCS_MODEL)
@@ -98,7 +98,7 @@ record-notebooks: setup
 	for nb in $(NOTEBOOKS); do \
 	  rm -f notebooks/cassettes/$$nb.jsonl; \
 	  NBCONVO_STREAM=0 NBCONVO_AUTOSAVE=off $(PY) -m nbconvo._cli run notebooks/$$nb.ipynb \
-	    --model llama:$(DOCS_MODEL) --cassette notebooks/cassettes/$$nb.jsonl --mode record \
+	    --model llama:$(DOCS_MODEL) --cassette notebooks/cassettes/$$nb.jsonl --mode record --allow-tools \
 	    --output notebooks/$$nb.ipynb --transcript demo-output/$$nb.md --quiet || exit 1; \
 	done
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ["quickstart", "forking", "long-conversations", "providers", "data"]
+NOTEBOOKS = ["quickstart", "forking", "long-conversations", "providers", "data", "tools"]
 pytestmark = pytest.mark.kernel
 
 
