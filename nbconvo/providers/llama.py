@@ -11,6 +11,25 @@ caller forgets (kept alive by a traceback, say) cannot deadlock the next turn. A
 stream on the same model instead takes ownership and closes the old one, and the old
 one, if resumed, raises ``ProviderError`` instead of continuing from someone else's state.
 
+States by prefix (issue #19). llama-cpp reuses the evaluated prefix its KV cache shares
+with the new prompt, so a linear dialogue only evaluates each new turn. A branch switch,
+a rerun or Run All leaves that path, and everything after the fork point would be
+evaluated again. So, before a prompt leaves the evaluated path, the model's state
+(``Llama.save_state``: its KV cache and tokens) is kept in a ``LlamaRAMCache`` keyed by
+the evaluated tokens, and a prompt resumes from the kept state sharing its longest prefix
+(``Llama.load_state``), when that is longer than what the KV cache holds. The states
+are kept up to ``Settings.local_cache_mb`` MB, the least recently used let go first; a
+state whose tokens are a prefix of a newer one's is let go (the newer one holds it).
+llama-cpp's own use of its cache (``Llama.set_cache``) is not used: it copies a state
+after every completion even when the next turn extends it, it cannot say how much of a
+prompt it reused, and its states carry a copy of the logits buffer (n_batch × n_vocab
+floats: 311 MB for Qwen2.5) that its size limit does not count; the model's logits
+buffer is cut to one row here instead (only ``logits_all`` models read it). The usage
+reports the prompt tokens reused, not evaluated, as ``cached_input_tokens``. A seeded
+request still evaluates its whole prompt afresh (below), so a seed repeats its answer
+in any kernel; at temperature 0 the answers with and without kept states are the same
+(tests/integration/test_local_cache.py).
+
 Token usage (llama's streamed chunks carry none):
 
 * input tokens are exact when the model is driven by its GGUF chat template (the case for
@@ -37,13 +56,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import re
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nbconvo._errors import (
     ConfigurationError,
@@ -69,8 +89,13 @@ from nbconvo._types import (
 from nbconvo.providers._content import LLAMA_TEXT_ONLY
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
+    from collections.abc import Callable
+
+    import numpy.typing as npt
+    from llama_cpp import Llama, LlamaState
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    Tokens = Sequence[int] | npt.NDArray[Any]
 
 _PER_MESSAGE_OVERHEAD = 4  # role markers and separators of a typical chat template
 _FINISH = {"stop": "stop", "length": "length"}
@@ -85,6 +110,17 @@ class _LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     owner: object | None = None  # the token of the stream that currently drives llm
     active: Iterator[Any] | None = None  # that stream's llama iterator
+    states: _States | None = None  # states kept by token prefix (None: local_cache_mb 0)
+
+    def states_within(self, budget_mb: int) -> _States | None:
+        """The kept states, held to ``budget_mb`` MB from now on (0: none kept)."""
+        if budget_mb <= 0:
+            self.states = None
+        elif self.states is None:
+            self.states = _state_cache_type()(budget_mb << 20)
+        else:
+            self.states.resize(budget_mb << 20)
+        return self.states
 
 
 _MODELS: dict[tuple[str, int], _LoadedModel] = {}
@@ -142,6 +178,7 @@ def _load(path: Path, n_ctx: int) -> _LoadedModel:
             raise ConfigurationError(
                 f"llama-cpp could not load {path}: {exc} — is it a complete GGUF model?"
             ) from None
+        _drop_unread_logits(llm)
         formatter = _make_formatter(llama_cpp, llm)
         tools = formatter is not None and "tools" in formatter.template
         loaded = _LoadedModel(llm=llm, formatter=formatter, tools=tools)
@@ -155,6 +192,7 @@ def _close_all() -> None:
     # TypeError when it runs during interpreter teardown, after its module globals are gone.
     with _LOAD_LOCK:
         for loaded in _MODELS.values():
+            loaded.states = None
             with contextlib.suppress(Exception):
                 loaded.llm.close()
         _MODELS.clear()
@@ -165,6 +203,172 @@ def _close_quietly(iterator: Iterator[Any]) -> None:
     if close is not None:
         with contextlib.suppress(Exception):
             close()
+
+
+# -- states kept by token prefix (issue #19) ------------------------------------------------
+
+# A path that leaves the next prompt only in its last few tokens is not worth a copy of
+# the whole state: evaluating those tokens again costs less.
+_MIN_KEPT_TAIL = 16
+
+
+def _drop_unread_logits(llm: Llama) -> None:
+    """Cut llama's logits buffer (``scores``: n_batch × n_vocab floats, 311 MB for Qwen2.5)
+    to one row, unless the model keeps every token's logits (``logits_all``, for logprobs).
+    Sampling reads the logits from llama.cpp's context, never from this buffer, but
+    ``save_state`` copies it into every state and ``load_state`` writes it back."""
+    if getattr(llm, "_logits_all", True):
+        return
+    import numpy as np
+
+    llm.scores = np.zeros((1, llm.n_vocab()), dtype=np.single)
+
+
+def common_prefix(a: Tokens, b: Tokens) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    import numpy as np
+
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    differ = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
+    return int(differ[0]) if differ.size else n
+
+
+class _States(Protocol):
+    """llama-cpp's ``LlamaRAMCache`` as it is used here (see ``_state_cache_type``)."""
+
+    capacity_bytes: int
+
+    @property
+    def cache_size(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def keep(self, llm: Llama) -> None: ...
+
+    def longest(self, tokens: Sequence[int]) -> tuple[LlamaState | None, int]: ...
+
+    def resize(self, capacity_bytes: int) -> None: ...
+
+
+def state_bytes(state: LlamaState) -> int:
+    """The memory a kept state holds: llama.cpp's state, and llama's token and logits
+    copies."""
+    return int(state.llama_state_size) + int(state.input_ids.nbytes) + int(state.scores.nbytes)
+
+
+@functools.cache
+def _state_cache_type() -> Callable[[int], _States]:
+    """``LlamaRAMCache`` (llama-cpp's states by token sequence, in recency order, evicted
+    oldest first past ``capacity_bytes``), counting all a state holds, returning how much
+    of a prompt a state covers, and letting go of states a newer one extends."""
+    from llama_cpp.llama_cache import LlamaRAMCache
+
+    class StateCache(LlamaRAMCache):
+        def __init__(self, capacity_bytes: int) -> None:
+            super().__init__(capacity_bytes)
+            self._size = 0
+
+        def __len__(self) -> int:
+            return len(self.cache_state)
+
+        @property
+        def cache_size(self) -> int:
+            return self._size
+
+        def _find_longest_prefix_key(self, key: tuple[int, ...]) -> tuple[int, ...] | None:
+            best, best_length = None, 0
+            for k in self.cache_state:
+                length = common_prefix(k, key)
+                if length > best_length:
+                    best, best_length = k, length
+            return best
+
+        def longest(self, tokens: Sequence[int]) -> tuple[LlamaState | None, int]:
+            """The state sharing the longest prefix with ``tokens`` (now the most recently
+            used) and that prefix's length; (None, 0) when none shares a token."""
+            key = self._find_longest_prefix_key(tuple(tokens))
+            if key is None:
+                return None, 0
+            self.cache_state.move_to_end(key)
+            return self.cache_state[key], common_prefix(key, tokens)
+
+        def keep(self, llm: Llama) -> None:
+            """Keep ``llm``'s current state, keyed by the tokens it has evaluated."""
+            key = tuple(int(t) for t in llm.input_ids[: llm.n_tokens])
+            if not key:
+                return
+            for k in list(self.cache_state):
+                if len(k) >= len(key) and k[: len(key)] == key:
+                    self.cache_state.move_to_end(k)  # a kept state holds this one already
+                    return
+            for k in list(self.cache_state):
+                if len(k) < len(key) and key[: len(k)] == k:
+                    self._drop(k)  # this one holds that one
+            self[key] = llm.save_state()
+
+        def __setitem__(self, key: Sequence[int], value: LlamaState) -> None:
+            key = tuple(key)
+            if key in self.cache_state:
+                self._drop(key)
+            if state_bytes(value) > self.capacity_bytes:
+                return  # larger than the whole budget: not kept
+            self.cache_state[key] = value
+            self._size += state_bytes(value)
+            self.resize(self.capacity_bytes)
+
+        def resize(self, capacity_bytes: int) -> None:
+            self.capacity_bytes = capacity_bytes
+            while self._size > capacity_bytes and self.cache_state:
+                self._drop(next(iter(self.cache_state)))  # the least recently used
+
+        def _drop(self, key: tuple[int, ...]) -> None:
+            self._size -= state_bytes(self.cache_state.pop(key))
+
+    return StateCache
+
+
+def _reused(llm: Llama, live: int, prompt_length: int) -> int:
+    """The prompt tokens llama will not evaluate, its KV cache holding the prompt's first
+    ``live`` tokens (``Llama.generate``'s rule: a prompt evaluated whole is sampled at once
+    only if its logits are still current, else its last token is evaluated again; a
+    model whose KV cache cannot be cut at a position starts over)."""
+    if live >= prompt_length:
+        if llm.n_tokens == prompt_length and not getattr(llm, "_requires_eval", True):
+            return prompt_length
+        live = prompt_length - 1
+    if live <= 0:
+        return 0
+    if getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False):
+        return 0
+    return live
+
+
+def resume(llm: Llama, states: _States | None, prompt: Sequence[int], seeded: bool) -> int:
+    """Make ready to evaluate ``prompt``: keep the evaluated path if the prompt leaves it,
+    then load the kept state sharing the longest prefix with the prompt when that is longer
+    than what the KV cache holds (a seeded prompt starts afresh instead). Returns the
+    prompt tokens llama will reuse rather than evaluate."""
+    live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
+    if states is not None and llm.n_tokens - live >= _MIN_KEPT_TAIL:
+        states.keep(llm)
+    if seeded:
+        # Reusing the KV cache evaluates the prompt in other batches than a fresh load
+        # does, and those float differences change what a seeded sampler picks. A seed
+        # asks for repeatable answers (also in a new kernel), so pay for evaluating the
+        # whole prompt again.
+        llm.reset()  # type: ignore[no-untyped-call]
+        return 0
+    if states is not None:
+        state, length = states.longest(prompt)
+        if state is not None and length > live:
+            seed = getattr(llm, "_seed", None)
+            llm.load_state(state)
+            if seed is not None:  # a state's seed is its own answer's: not the next one's
+                llm.set_seed(seed)
+            live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
+    return _reused(llm, live, len(prompt))
 
 
 DEFAULT_MAX_TOKENS = 1024
@@ -509,6 +713,7 @@ class LlamaProvider:
         self.model = model
         self.path = resolve_llama_target(model)
         self.n_ctx = n_ctx if n_ctx is not None else settings.llama_n_ctx
+        self.cache_mb = settings.local_cache_mb  # states kept by token prefix (0: none)
 
     @property
     def label(self) -> str:
@@ -538,23 +743,35 @@ class LlamaProvider:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
     ) -> int:
+        tokens = LlamaProvider._prompt_tokens(loaded, messages, tools)
+        if tokens is not None:
+            return len(tokens)
         llm = loaded.llm
-        if loaded.formatter is not None:
-            try:
-                # Our dicts are the shapes llama's message union allows.
-                rendered = loaded.formatter(messages=messages, tools=tools)  # type: ignore[arg-type]
-            except Exception:
-                rendered = None
-            if rendered is not None:
-                tokens = llm.tokenize(
-                    rendered.prompt.encode("utf-8"),
-                    add_bos=not rendered.added_special,
-                    special=True,
-                )
-                return len(tokens)
         text = "\n".join(str(m.get("content") or "") for m in messages)
         content = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         return len(content) + _PER_MESSAGE_OVERHEAD * len(messages)
+
+    @staticmethod
+    def _prompt_tokens(
+        loaded: _LoadedModel,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+    ) -> list[int] | None:
+        """The prompt's tokens exactly as llama-cpp's chat handler makes them, when the
+        GGUF template drives the chat; None otherwise."""
+        if loaded.formatter is None:
+            return None
+        try:
+            # Our dicts are the shapes llama's message union allows.
+            rendered = loaded.formatter(messages=messages, tools=tools)  # type: ignore[arg-type]
+        except Exception:
+            return None
+        tokens: list[int] = loaded.llm.tokenize(
+            rendered.prompt.encode("utf-8"),
+            add_bos=not rendered.added_special,
+            special=True,
+        )
+        return tokens
 
     def _too_long(self, prompt_tokens: int) -> ContextWindowExceeded:
         return ContextWindowExceeded(
@@ -618,18 +835,23 @@ class LlamaProvider:
 
         token = object()
         with loaded.lock:
-            prompt_tokens = self._count_prompt(loaded, wire, tools)
+            prompt = self._prompt_tokens(loaded, wire, tools)
+            prompt_tokens = (
+                len(prompt) if prompt is not None else self._count_prompt(loaded, wire, tools)
+            )
             if prompt_tokens >= self.n_ctx:
                 raise self._too_long(prompt_tokens)
             if loaded.active is not None:
                 # A stream left suspended, never closed: it loses the model to this one.
                 _close_quietly(loaded.active)
-            if request.seed is not None:
-                # Reusing the KV cache of the previous turn evaluates the prompt in other
-                # batches than a fresh load does, and those float differences change what
-                # a seeded sampler picks. A seed asks for repeatable answers (also in a new
-                # kernel), so pay for evaluating the whole prompt again.
-                llm.reset()  # type: ignore[no-untyped-call]
+            states = loaded.states_within(self.cache_mb)
+            seeded = request.seed is not None
+            if prompt is not None:
+                reused = resume(llm, states, prompt, seeded)
+            else:  # tokens unknown (no GGUF template): llama reuses what it can, unsaid
+                reused = 0
+                if seeded:
+                    llm.reset()  # type: ignore[no-untyped-call]  # see resume
             try:
                 inner: Iterator[Any] = iter(llm.create_chat_completion(**kwargs))
             except Exception as exc:
@@ -696,7 +918,7 @@ class LlamaProvider:
                 if answer
                 else 0
             )
-        yield Usage(prompt_tokens, output_tokens)
+        yield Usage(prompt_tokens, output_tokens, cached_input_tokens=reused)
 
     def _failure(self, exc: Exception, prompt_tokens: int, partial: str) -> Exception:
         message = str(exc)

@@ -1,0 +1,240 @@
+"""The in-process model's states kept by token prefix (issue #19), on the real 0.5B model:
+answers with kept states equal answers without them at temperature 0, a seed repeats its
+answer after a detour through another branch, the usage says how many prompt tokens were
+reused and that is what llama skipped, the kept states stay within their budget, and
+the Qwen template's prompt for turn N+1 extends turn N's prompt and answer token by
+token (so the prefix matches). No timings here: `bench/bench_local_cache.py` measures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbconvo._settings import Settings
+from nbconvo._types import ChatRequest, Message, TextDelta, Usage
+from nbconvo.providers.llama import LlamaProvider, _load, _LoadedModel, state_bytes
+
+pytestmark = pytest.mark.model
+
+FILLER = " Answer in a few words."
+SYSTEM = "You are a terse assistant."
+
+
+def user(text: str) -> Message:
+    return {"role": "user", "content": text + FILLER}
+
+
+def assistant(text: str) -> Message:
+    return {"role": "assistant", "content": text}
+
+
+def loaded_model(provider: LlamaProvider) -> _LoadedModel:
+    return _load(provider.path, provider.n_ctx)
+
+
+@pytest.fixture
+def fresh(local_model_path: Path) -> Iterator[_LoadedModel]:
+    """The shared model with nothing evaluated and no states kept (earlier tests' KV
+    cache would otherwise decide what is reused)."""
+    loaded = _load(local_model_path, Settings().llama_n_ctx)
+    loaded.states = None
+    loaded.llm.reset()
+    yield loaded
+    loaded.states = None
+
+
+def provider_with(path: Path, cache_mb: int) -> LlamaProvider:
+    return LlamaProvider(model=str(path), settings=Settings(local_cache_mb=cache_mb))
+
+
+class Chat:
+    """Asks ``provider`` with ``messages`` and records each answer and usage."""
+
+    def __init__(self, provider: LlamaProvider, *, seed: int | None = None) -> None:
+        self.provider = provider
+        self.seed = seed
+        self.answers: list[str] = []
+        self.usages: list[Usage] = []
+
+    def ask(self, messages: list[Message], **options: Any) -> str:
+        request = ChatRequest(
+            provider="llama",
+            model="test",
+            messages=tuple(messages),
+            system=SYSTEM,
+            temperature=options.get("temperature", 0),
+            max_tokens=options.get("max_tokens", 6),
+            seed=options.get("seed", self.seed),
+        )
+        events = list(self.provider.stream(request))
+        answer = "".join(e for e in events if isinstance(e, TextDelta))
+        (usage,) = [e for e in events if isinstance(e, Usage)]
+        self.answers.append(answer)
+        self.usages.append(usage)
+        return answer
+
+
+def branching_session(chat: Chat) -> None:
+    """Main for three turns, a fork at turn 1 for two, back to main, then a rerun of
+    main's turn 2 (a new version of it after the fork's turns)."""
+    main: list[Message] = []
+    for question in ("Name a fruit.", "Name a colour.", "Name an animal."):
+        main += [user(question)]
+        main += [assistant(chat.ask(main))]
+    fork = main[:2]
+    for question in ("Name a planet.", "Name a metal."):
+        fork += [user(question)]
+        fork += [assistant(chat.ask(fork))]
+    main += [user("Name a tree.")]
+    chat.ask(main)  # back on main
+    chat.ask(main[:3])  # turn 2 of main, again
+
+
+def test_answers_with_kept_states_equal_answers_without(
+    fresh: _LoadedModel, local_model_path: Path
+) -> None:
+    without = Chat(provider_with(local_model_path, 0))
+    branching_session(without)
+    fresh.llm.reset()
+    kept = Chat(provider_with(local_model_path, 64))
+    branching_session(kept)
+
+    assert kept.answers == without.answers
+    assert all(kept.answers)
+    # The same prompts, and back on main the kept state of main's path was used: what
+    # follows the fork point was not evaluated again.
+    assert [u.input_tokens for u in kept.usages] == [u.input_tokens for u in without.usages]
+    back = 5
+    assert kept.usages[back].cached_input_tokens > without.usages[back].cached_input_tokens
+    assert kept.usages[back].input_tokens - kept.usages[back].cached_input_tokens < 40
+    assert fresh.states is not None and len(fresh.states) >= 1
+
+
+def test_answers_equal_a_fresh_evaluation_of_each_prompt(
+    fresh: _LoadedModel, local_model_path: Path
+) -> None:
+    kept = Chat(provider_with(local_model_path, 64))
+    branching_session(kept)
+    messages: list[Message] = [
+        user("Name a fruit."),
+        assistant(kept.answers[0]),
+        user("Name a planet."),
+        assistant(kept.answers[3]),
+        user("Name a metal."),
+    ]
+    fresh.llm.reset()
+    alone = Chat(provider_with(local_model_path, 0))
+    assert alone.ask(messages) == kept.answers[4]
+    assert alone.usages[0].cached_input_tokens == 0  # evaluated from the first token
+
+
+def test_a_seed_repeats_its_answer_after_a_detour(
+    fresh: _LoadedModel, local_model_path: Path
+) -> None:
+    chat = Chat(provider_with(local_model_path, 64))
+    main = [user("Name a fruit."), assistant("Mango."), user("Invent a name for a cat.")]
+    first = chat.ask(main, temperature=1.0, max_tokens=8, seed=11)
+    chat.ask([user("Name a planet.")])  # another branch, unseeded
+    chat.ask([*main[:2], user("Name a colour.")])  # a fork of main, unseeded
+    again = chat.ask(main, temperature=1.0, max_tokens=8, seed=11)
+    assert again == first
+    assert chat.usages[-1].cached_input_tokens == 0  # a seeded prompt is evaluated afresh
+
+
+def test_reused_tokens_are_the_ones_llama_did_not_evaluate(
+    fresh: _LoadedModel, local_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llm = fresh.llm
+    evaluated: list[int] = []  # the tokens of llama's first eval call of each request
+    original = llm.eval
+    first_call = [True]
+
+    def counting_eval(tokens: Any) -> None:
+        if first_call[0]:
+            evaluated.append(len(tokens))
+            first_call[0] = False
+        original(tokens)
+
+    monkeypatch.setattr(llm, "eval", counting_eval)
+    chat = Chat(provider_with(local_model_path, 64))
+
+    def ask(messages: list[Message]) -> str:
+        first_call[0] = True
+        return chat.ask(messages)
+
+    main = [user("Name a fruit.")]
+    main += [assistant(ask(main)), user("Name a colour.")]
+    main += [assistant(ask(main)), user("Name an animal.")]
+    ask(main)
+    ask([*main[:2], user("Name a planet.")])  # a fork at turn 1
+    ask(main)  # back on main: resumes from the kept state
+    ask(main)  # the same prompt again: only its last token is evaluated
+
+    reused = [u.cached_input_tokens for u in chat.usages]
+    assert [u.input_tokens - r for u, r in zip(chat.usages, reused, strict=True)] == evaluated
+    assert reused[0] == 0
+    assert reused[-2] > reused[-3]  # back on main: more than the fork shared
+    assert evaluated[-1] == 1
+
+
+def test_kept_states_stay_within_the_budget(fresh: _LoadedModel, local_model_path: Path) -> None:
+    budget_mb = 3  # two or three states of this size
+    chat = Chat(provider_with(local_model_path, budget_mb))
+    trunk = [user("Name a fruit."), assistant("Mango.")]
+    questions = [
+        f"Which {thing} would you pick for a long summer picnic by the lake, and why?"
+        for thing in ("colour", "planet", "metal", "tree", "fish", "song")
+    ]
+    kept = 0
+    for question in questions:
+        chat.ask([*trunk, user(question)], max_tokens=4)
+        states = fresh.states
+        assert states is not None
+        assert states.cache_size <= budget_mb << 20
+        held = states.cache_state.values()  # type: ignore[attr-defined]
+        assert states.cache_size == sum(state_bytes(s) for s in held)
+        kept = max(kept, len(states))
+    assert kept >= 2  # each branch left was kept, the oldest let go past the budget
+
+    Chat(provider_with(local_model_path, 0)).ask([user("Name a fish.")])
+    assert fresh.states is None  # a budget of 0 lets them all go
+
+
+def test_each_prompt_extends_the_last_prompt_and_answer(
+    fresh: _LoadedModel, local_model_path: Path
+) -> None:
+    """Qwen2.5's template renders turn N+1 as turn N's prompt, its answer and what follows
+    (no text that moves, no dates): after each answer, every token the model evaluated is
+    the start of the next prompt, so the next turn evaluates only the new tokens."""
+    llm, formatter = fresh.llm, fresh.formatter
+    assert formatter is not None  # the GGUF template drives the chat
+    chat = Chat(provider_with(local_model_path, 0))
+    messages: list[Message] = []
+    evaluated: list[int] = []
+    for question in ("Write a Python one-liner that sums a list.", "Name a colour.", "Why?"):
+        messages.append(user(question))
+        prompt = LlamaProvider._prompt_tokens(fresh, [system(), *messages])
+        assert prompt is not None
+        text = formatter(messages=[system(), *messages]).prompt  # type: ignore[arg-type]
+        answer = chat.ask(messages, max_tokens=24)
+        # All the last turn evaluated was reused.
+        assert chat.usages[-1].cached_input_tokens == len(evaluated)
+        evaluated = [int(t) for t in llm.input_ids[: llm.n_tokens]]
+        messages.append(assistant(answer))
+        nxt = [system(), *messages, user("Go on.")]
+        following = LlamaProvider._prompt_tokens(fresh, nxt)
+        assert following is not None
+        # The text: this prompt, the answer, then the next turn.
+        assert formatter(messages=nxt).prompt.startswith(text + answer + "<|im_end|>\n")  # type: ignore[arg-type]
+        # The tokens: what the model evaluated (prompt and answer) starts the next prompt,
+        # and so does this prompt followed by the answer's tokens.
+        assert following[: len(evaluated)] == evaluated
+        answer_tokens = llm.tokenize(answer.encode("utf-8"), add_bos=False, special=True)
+        assert following[: len(prompt) + len(answer_tokens)] == prompt + answer_tokens
+
+
+def system() -> Message:
+    return {"role": "system", "content": SYSTEM}
