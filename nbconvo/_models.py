@@ -15,12 +15,35 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens: fresh input, input read from the prompt cache,
+    input written to it, and output (reasoning included); with the date the figures were
+    read and where (a provider's pricing page)."""
+
+    input: float
+    cached_input: float
+    cache_write: float
+    output: float
+    as_of: str  # "2026-11-29"
+    source: str  # the page's address
+
+    def cost(self, fresh: int, cached: int, written: int, output: int) -> float:
+        per = 1_000_000
+        return (
+            fresh * self.input + cached * self.cached_input + written * self.cache_write
+            + output * self.output
+        ) / per  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     context_window: int | None
     max_output: int | None = None
     sampling: bool = True  # accepts temperature (reasoning models and Anthropic do not)
     tokenizer: str = "estimate"  # a tiktoken encoding name, or "estimate" (provider-specific)
     default_max_tokens: int | None = None  # sent when the user sets none (Anthropic needs one)
+    price: Price | None = None  # None: not known (a cost is then "unknown", never 0)
+    reasoning: bool = False  # takes an effort setting (--effort)
 
 
 _O200K = "o200k_base"
@@ -112,3 +135,22 @@ def context_window(spec: str, provider: object | None = None) -> int | None:
         return window
     info = lookup(spec)
     return info.context_window if info else None
+
+
+# Models run on the user's own machine: no price per token.
+LOCAL_PREFIXES = frozenset({"llama", "ollama", "vllm", "llamacpp", "lmstudio"})
+FREE = Price(0.0, 0.0, 0.0, 0.0, "", "runs locally")
+
+
+def price_for(spec: str) -> Price | None:
+    """The model's price, FREE for a local model, None when not known."""
+    if spec.partition(":")[0] in LOCAL_PREFIXES:
+        return FREE
+    info = lookup(spec)
+    return info.price if info else None
+
+
+def takes_effort(spec: str) -> bool:
+    """Whether the model is known to take a reasoning effort setting."""
+    info = lookup(spec)
+    return bool(info and info.reasoning)

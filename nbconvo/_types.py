@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypedDict
 
-from nbconvo._parts import Content, ToolCallPart
+from nbconvo._parts import Content, ReasoningPart, ToolCallPart
 
 # "tool": the results of the calls the assistant message before it made (its content is
 # ``ToolResultPart``s); an assistant message's parts may hold ``ToolCallPart``s.
@@ -42,6 +42,21 @@ class ResponseSchema:
         return {"name": self.name, "description": self.description, "schema": self.schema}
 
 
+Effort = Literal["low", "medium", "high"]
+EFFORTS: tuple[Effort, ...] = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Prompt caching asked of a provider for one request. ``key`` names the conversation
+    tree (OpenAI's ``prompt_cache_key``: requests with one key reach the same cache);
+    ``ttl`` is how long Anthropic keeps what this request writes ("5m", or "1h" when the
+    user's pauses between turns are longer)."""
+
+    key: str
+    ttl: Literal["5m", "1h"] = "5m"
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     """Everything a provider needs for one call. ``system`` already includes the goal."""
@@ -55,6 +70,8 @@ class ChatRequest:
     seed: int | None = None
     tools: tuple[ToolSpec, ...] = ()
     schema: ResponseSchema | None = None  # the answer is JSON matching it
+    effort: Effort | None = None  # a reasoning model's effort; None: the model's default
+    cache: CachePolicy | None = None  # None: ask for no prompt caching
 
     def all_messages(self) -> list[Message]:
         """System first (when set), then the conversation: the OpenAI-style list."""
@@ -100,8 +117,18 @@ class Notice:
     kind: Literal["notice"] = "notice"
 
 
-# A provider yields each tool call once it is complete (its arguments whole), as a part.
-ProviderEvent = TextDelta | Usage | Finish | Notice | ToolCallPart
+@dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of a reasoning model's readable thinking (its summary), as it streams; the
+    whole of it arrives after as a ``ReasoningPart`` (with what must be sent back)."""
+
+    text: str
+    kind: Literal["thinking"] = "thinking"
+
+
+# A provider yields each tool call once it is complete (its arguments whole), as a part;
+# and each block of reasoning once complete, as a part (``ThinkingDelta`` while it streams).
+ProviderEvent = TextDelta | Usage | Finish | Notice | ToolCallPart | ThinkingDelta | ReasoningPart
 
 
 @dataclass

@@ -60,6 +60,8 @@ def test_text_messages_keep_their_cassette_keys() -> None:
         for line in path.read_text().splitlines()[1:]:
             entry = json.loads(line)
             stored = entry["request"]
+            if "tools" in stored or "schema" in stored:
+                continue  # recorded since: tools.jsonl (its keys are checked by its replay)
             request = ChatRequest(
                 provider=stored["provider"], model=stored["model"],
                 messages=tuple(stored["messages"]), system=stored["system"],
