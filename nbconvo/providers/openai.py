@@ -81,8 +81,15 @@ _CALLS_AS_TEXT = frozenset({"llamacpp"})
 def _for_llama_servers(body: dict[str, Any], request: ChatRequest) -> None:
     """What llama servers need that OpenAI does not: an assistant message's content a
     string (llama-cpp-python's server answers 500 to ``null``), tool results worded as
-    the in-process model gets them (``llama.said_result``), and a schema as the
-    ``json_object`` response format with its ``schema`` (the form both servers read)."""
+    the in-process model gets them (``llama.said_result``), a schema as the
+    ``json_object`` response format with its ``schema`` (the form both servers read), and
+    ``cache_prompt``: llama.cpp's server then keeps the prompt's KV cache for the next
+    request that shares its prefix (its default in recent builds, off in older ones;
+    llama-cpp-python's server ignores it and always reuses the prefix of its last prompt).
+    No ``id_slot``: left to itself, llama.cpp's server gives a request the idle slot whose
+    cached prompt shares the most with it, which suits branches better than one slot a
+    conversation (README, Providers)."""
+    body["cache_prompt"] = True
     for message in body["messages"]:
         if message.get("tool_calls") and message.get("content") is None:
             message["content"] = ""

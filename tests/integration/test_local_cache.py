@@ -15,7 +15,10 @@ import pytest
 
 from nbconvo._settings import Settings
 from nbconvo._types import ChatRequest, Message, TextDelta, Usage
+from nbconvo.providers import create_provider
 from nbconvo.providers.llama import LlamaProvider, _load, _LoadedModel, state_bytes
+from nbconvo.providers.openai import OpenAICompatibleProvider
+from tests.conftest import SERVER_MODEL_ALIAS
 
 pytestmark = pytest.mark.model
 
@@ -238,3 +241,26 @@ def test_each_prompt_extends_the_last_prompt_and_answer(
 
 def system() -> Message:
     return {"role": "system", "content": SYSTEM}
+
+
+# -- llama servers ---------------------------------------------------------------------------
+
+
+def test_llama_servers_are_asked_to_keep_the_prompt(llama_server: str) -> None:
+    """``llamacpp:`` sends llama.cpp's ``cache_prompt`` (and no slot); llama-cpp-python's
+    server takes the field and answers, turn after turn."""
+    provider = create_provider(f"llamacpp:{SERVER_MODEL_ALIAS}", base_url=llama_server)
+    assert isinstance(provider, OpenAICompatibleProvider)
+    messages: list[Message] = [user("Name a fruit.")]
+    request = ChatRequest(
+        provider="llamacpp", model=SERVER_MODEL_ALIAS, messages=tuple(messages), max_tokens=6
+    )
+    body = provider.body(request)
+    assert body["cache_prompt"] is True
+    assert "id_slot" not in body and "slot_id" not in body
+    first = "".join(e for e in provider.stream(request) if isinstance(e, TextDelta))
+    messages += [assistant(first), user("Name a colour.")]
+    request = ChatRequest(
+        provider="llamacpp", model=SERVER_MODEL_ALIAS, messages=tuple(messages), max_tokens=6
+    )
+    assert "".join(e for e in provider.stream(request) if isinstance(e, TextDelta))
