@@ -47,36 +47,45 @@ class ModelInfo:
 
 
 _O200K = "o200k_base"
-_CLAUDE_5 = ModelInfo(1_000_000, 128_000, sampling=False, default_max_tokens=16_384)
-_GEMINI_1M = ModelInfo(1_048_576, 65_536)
+_CLAUDE_5 = ModelInfo(1_000_000, 128_000, sampling=False, default_max_tokens=16_384, reasoning=True)
+_GEMINI_1M = ModelInfo(1_048_576, 65_536, reasoning=True)
+# Every model listed below, but GPT-4.1 and GPT-4o, reasons and takes an effort setting.
+_O_SERIES = ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K, reasoning=True)
+_CLAUDE = ModelInfo(None, None, sampling=False, reasoning=True)
+_CLAUDE_16K = ModelInfo(None, None, sampling=False, default_max_tokens=16_384, reasoning=True)
+_GEMINI = ModelInfo(None, None, reasoning=True)
 
 KNOWN_MODELS: dict[str, ModelInfo] = {
     # OpenAI: the GPT-5 family and later, and the o-series, take no temperature.
-    "openai:gpt-6": ModelInfo(None, None, sampling=False, tokenizer=_O200K),
-    "openai:gpt-5.6": ModelInfo(None, None, sampling=False, tokenizer=_O200K),
-    "openai:gpt-5.5": ModelInfo(1_050_000, 128_000, sampling=False, tokenizer=_O200K),
-    "openai:gpt-5.4": ModelInfo(1_050_000, 128_000, sampling=False, tokenizer=_O200K),
-    "openai:gpt-5": ModelInfo(400_000, 128_000, sampling=False, tokenizer=_O200K),
+    "openai:gpt-6": ModelInfo(None, None, sampling=False, tokenizer=_O200K, reasoning=True),
+    "openai:gpt-5.6": ModelInfo(None, None, sampling=False, tokenizer=_O200K, reasoning=True),
+    "openai:gpt-5.5": ModelInfo(
+        1_050_000, 128_000, sampling=False, tokenizer=_O200K, reasoning=True
+    ),
+    "openai:gpt-5.4": ModelInfo(
+        1_050_000, 128_000, sampling=False, tokenizer=_O200K, reasoning=True
+    ),
+    "openai:gpt-5": ModelInfo(400_000, 128_000, sampling=False, tokenizer=_O200K, reasoning=True),
     "openai:gpt-4.1": ModelInfo(1_047_576, 32_768, tokenizer=_O200K),
     "openai:gpt-4o": ModelInfo(128_000, 16_384, tokenizer=_O200K),
-    "openai:o4-mini": ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K),
-    "openai:o3": ModelInfo(200_000, 100_000, sampling=False, tokenizer=_O200K),
+    "openai:o4-mini": _O_SERIES,
+    "openai:o3": _O_SERIES,
     # Anthropic: API version 2026-10-21 accepts no sampling parameters at all, for any model.
-    "anthropic:": ModelInfo(None, None, sampling=False),
+    "anthropic:": _CLAUDE,
     "anthropic:claude-opus-5": _CLAUDE_5,
     "anthropic:claude-sonnet-5": _CLAUDE_5,
     "anthropic:claude-fable-5": _CLAUDE_5,
-    "anthropic:claude-mythos-5": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
-    "anthropic:claude-haiku-5": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
-    "anthropic:claude-opus-4": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
-    "anthropic:claude-sonnet-4": ModelInfo(None, None, sampling=False, default_max_tokens=16_384),
+    "anthropic:claude-mythos-5": _CLAUDE_16K,
+    "anthropic:claude-haiku-5": _CLAUDE_16K,
+    "anthropic:claude-opus-4": _CLAUDE_16K,
+    "anthropic:claude-sonnet-4": _CLAUDE_16K,
     "anthropic:claude-haiku-4-5": ModelInfo(
-        200_000, 64_000, sampling=False, default_max_tokens=8_192
+        200_000, 64_000, sampling=False, default_max_tokens=8_192, reasoning=True
     ),
     # Gemini
-    "gemini:gemini-3.8": ModelInfo(None, None),
-    "gemini:gemini-3.5": ModelInfo(None, None),
-    "gemini:gemini-3.1-flash-lite": ModelInfo(None, None),
+    "gemini:gemini-3.8": _GEMINI,
+    "gemini:gemini-3.5": _GEMINI,
+    "gemini:gemini-3.1-flash-lite": _GEMINI,
     "gemini:gemini-3.1-pro": _GEMINI_1M,
     "gemini:gemini-3-pro": _GEMINI_1M,
     "gemini:gemini-2.5": _GEMINI_1M,
@@ -91,7 +100,8 @@ DEFAULT_MAX_TOKENS = 8_192
 @functools.lru_cache(maxsize=256)  # the table is fixed; a turn asks several times
 def lookup(spec: str) -> ModelInfo | None:
     """The row for ``PROVIDER:MODEL``. An Azure deployment named after an OpenAI model
-    (``azure:gpt-4o``) uses that model's row."""
+    (``azure:gpt-4o``) uses that model's row, as does OpenAI's Responses API
+    (``openai-responses:gpt-5.5``)."""
     spec = spec.strip()
     if spec in KNOWN_MODELS:
         return KNOWN_MODELS[spec]
@@ -99,7 +109,7 @@ def lookup(spec: str) -> ModelInfo | None:
     if matches:
         return KNOWN_MODELS[max(matches, key=len)]
     prefix, _, model = spec.partition(":")
-    if prefix == "azure" and model:
+    if prefix in ("azure", "openai-responses") and model:
         return lookup(f"openai:{model}")
     return None
 
