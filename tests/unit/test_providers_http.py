@@ -85,7 +85,7 @@ def test_stray_json_after_sse_events_is_found() -> None:
 
 
 def test_model_table_prefixes_and_fallbacks() -> None:
-    assert lookup("anthropic:claude-sonnet-5-5") == lookup("anthropic:claude-sonnet-5")
+    assert lookup("anthropic:claude-sonnet-5-20260630") == lookup("anthropic:claude-sonnet-5")
     assert lookup("azure:gpt-4o") == lookup("openai:gpt-4o")  # a deployment named after a model
     assert lookup("openai:gpt-5.6-sol") is not None and not accepts_sampling("openai:gpt-6-astra")
     assert accepts_sampling("openai:gpt-4.1") and accepts_sampling("openai:some-new-model")
