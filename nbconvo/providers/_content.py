@@ -1,9 +1,11 @@
-"""Message content on the wire: each provider's form of text, image, tool-call and
-tool-result parts.
+"""Message content on the wire: each provider's form of text, image, tool-call,
+tool-result and reasoning parts.
 
 A message whose content is a plain string goes as it always did. Parts become the
 provider's content blocks; a kind the provider does not take is refused in one line,
-before anything is sent (``_parts.refuse``)."""
+before anything is sent (``_parts.refuse``). Reasoning parts are never refused: each goes
+back to the provider that made it, in its own form, and is left out everywhere else
+(``reasoning_for``)."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from typing import Any
 
 from nbconvo._errors import UsageError
 from nbconvo._images import Rule, check_document, fit
+from nbconvo._models import lookup, takes_effort
 from nbconvo._parts import (
     Content,
     DocumentPart,
     ImagePart,
     Part,
+    ReasoningPart,
     TextPart,
     ToolCallPart,
     ToolResultPart,
@@ -43,13 +47,20 @@ def blocks(
     document: Callable[[DocumentPart], dict[str, Any]] | None = None,
     call: Callable[[ToolCallPart], dict[str, Any]] | None = None,
     result: Callable[[ToolResultPart], dict[str, Any]] | None = None,
+    reasoning: Callable[[ReasoningPart], dict[str, Any] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """``content`` as a list of wire blocks: ``text``, ``image``, ``document``, ``call``
     and ``result`` build one each; an image is first scaled down to the provider's
-    limits (``rule``), a PDF checked against them."""
+    limits (``rule``), a PDF checked against them. ``reasoning`` builds a block for a
+    reasoning part, or None to leave it out; without it every reasoning part is left out
+    (an API that takes no reasoning back: never a reason to refuse a turn)."""
     out: list[dict[str, Any]] = []
     for part in as_parts(content):
-        if isinstance(part, TextPart):
+        if isinstance(part, ReasoningPart):
+            block = reasoning(part) if reasoning is not None else None
+            if block is not None:
+                out.append(block)
+        elif isinstance(part, TextPart):
             out.append(text(part.text))
         elif isinstance(part, ImagePart) and image is not None:
             out.append(image(fit(part, rule)))
@@ -66,12 +77,15 @@ def blocks(
 
 def text_only(messages: list[Message], label: str, why: str = "") -> None:
     """Refuse, in one line, the first part that is not text (providers that take text
-    alone: the in-process model, Microsoft 365 Copilot)."""
+    alone: the in-process model, Microsoft 365 Copilot). Reasoning parts are left out
+    when sent, not refused."""
     for message in messages:
         content = message["content"]
         if isinstance(content, str):
             continue
-        part: Part | None = next((p for p in content if not isinstance(p, TextPart)), None)
+        part: Part | None = next(
+            (p for p in content if not isinstance(p, TextPart | ReasoningPart)), None
+        )
         if part is not None:
             raise refuse(part, label, why)
 
@@ -102,7 +116,8 @@ def openai_content(
 def anthropic_blocks(content: Content, label: str) -> list[dict[str, Any]]:
     """Messages API: ``text``, base64 ``image`` and ``document``, ``tool_use`` (the
     arguments as an object) and ``tool_result`` blocks (``is_error`` only on an error,
-    as the SDK leaves it out)."""
+    as the SDK leaves it out), and Claude's own ``thinking`` (with its signature) and
+    ``redacted_thinking`` blocks back as they came."""
     return blocks(
         content,
         label,
@@ -128,7 +143,30 @@ def anthropic_blocks(content: Content, label: str) -> list[dict[str, Any]]:
             "content": result.content,
             **({"is_error": True} if result.is_error else {}),
         },
+        anthropic_thinking,
     )
+
+
+def anthropic_opaque(block: dict[str, Any]) -> str:
+    """What a thinking block leaves to send back: its signature, or a redacted block's
+    encrypted data (as JSON: a signature is base64 and never starts with a brace)."""
+    if block.get("type") == "redacted_thinking":
+        return json.dumps({"type": "redacted_thinking", "data": str(block.get("data") or "")})
+    return str(block.get("signature") or "")
+
+
+def anthropic_thinking(part: ReasoningPart) -> dict[str, Any] | None:
+    """Claude's thinking block as it came (the API checks its signature), or None for
+    another provider's reasoning, or one without a signature (it cannot go back)."""
+    if part.provider != "anthropic" or not part.opaque:
+        return None
+    if part.opaque.startswith("{"):
+        try:
+            redacted = json.loads(part.opaque)
+        except ValueError:
+            return None
+        return {"type": "redacted_thinking", "data": str(redacted.get("data") or "")}
+    return {"type": "thinking", "thinking": part.text, "signature": part.opaque}
 
 
 def gemini_parts(content: Content, label: str) -> list[dict[str, Any]]:
@@ -161,7 +199,20 @@ def gemini_parts(content: Content, label: str) -> list[dict[str, Any]]:
                 "response": {"error" if result.is_error else "result": result.content},
             }
         },
+        _gemini_thought,
     )
+
+
+def _gemini_thought(part: ReasoningPart) -> dict[str, Any] | None:
+    """Gemini's thought part back as it came (its summary, ``thought: true`` and its
+    thought signature if it had one), as google-genai's chat sends a whole answer back;
+    another provider's reasoning is left out."""
+    if part.provider != "gemini" or not (part.text or part.opaque):
+        return None
+    out: dict[str, Any] = {"text": part.text, "thought": True}
+    if part.opaque:
+        out["thoughtSignature"] = part.opaque
+    return out
 
 
 def _gemini_call(call: ToolCallPart) -> dict[str, Any]:
@@ -169,6 +220,33 @@ def _gemini_call(call: ToolCallPart) -> dict[str, Any]:
     if call.signature:
         part["thoughtSignature"] = call.signature
     return part
+
+
+# -- reasoning -------------------------------------------------------------------------
+
+
+def refuse_effort(request: ChatRequest, spec: str) -> None:
+    """Refuse, in one line, an effort setting for a model the table knows takes none
+    (before anything is sent); an unknown model gets it as asked."""
+    if request.effort is not None and lookup(spec) is not None and not takes_effort(spec):
+        raise UsageError(
+            f"{spec} takes no reasoning effort: remove --effort (or choose a reasoning "
+            "model); nothing was sent"
+        )
+
+
+def reasoning_for(content: Content, provider: str | None) -> Content:
+    """``content`` keeping only the reasoning parts ``provider`` made (None: none): a
+    provider cannot take another's reasoning back, and an API without reasoning input
+    takes none. A plain string when only text remains."""
+    if isinstance(content, str) or not any(isinstance(p, ReasoningPart) for p in content):
+        return content
+    kept = tuple(
+        p
+        for p in content
+        if not isinstance(p, ReasoningPart) or (provider is not None and p.provider == provider)
+    )
+    return content_of(kept)
 
 
 # -- tools and structured answers -----------------------------------------------------
@@ -253,7 +331,7 @@ def openai_messages(message: Message, label: str, documents: bool) -> list[dict[
     """One neutral message with parts as Chat Completions messages: an assistant's tool
     calls go in its ``tool_calls`` (its text, or None, as ``content``); each tool result
     is a ``tool`` message of its own; anything else is ``openai_content``."""
-    role, content = message["role"], message["content"]
+    role, content = message["role"], reasoning_for(message["content"], None)
     parts = as_parts(content)
     if role == "tool":
         return [

@@ -8,8 +8,8 @@ the user, with jittered exponential backoff (tenacity) that honours ``retry-afte
 401, 403, 404 and quota exhaustion are never retried; a server that asks for a longer
 wait than ``NBCONVO_RETRY_MAX_WAIT`` seconds (default 60, see ``_settings``) is not
 retried either, and the
-error says how long it asked for. A failure after text arrived raises
-``StreamInterrupted`` carrying the partial answer.
+error says how long it asked for. A failure after text (or a reasoning
+model's thinking) arrived raises ``StreamInterrupted`` carrying the partial answer.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from nbconvo._settings import (
     Settings,
     process_settings,
 )
-from nbconvo._types import ProviderEvent
+from nbconvo._types import ProviderEvent, ThinkingDelta
 
 log = logging.getLogger("nbconvo.providers")
 
@@ -304,14 +304,15 @@ class SSEStream:
     def _until_text(
         self, request: httpx.Request, translate: Translate, keep_tail: bool
     ) -> tuple[list[ProviderEvent], Iterator[ProviderEvent], httpx.Response]:
-        # One attempt: open, then read events up to the first text (or the end).
+        # One attempt: open, then read events up to the first text or thinking (or the
+        # end): a reasoning model may think for minutes, shown as it comes, before its text.
         response = self._open(request)
         events = translate(EventFeed(response, keep_tail=keep_tail))
         head: list[ProviderEvent] = []
         try:
             for event in events:
                 head.append(event)
-                if type(event) is str:
+                if type(event) is str or type(event) is ThinkingDelta:
                     break
         except httpx_sse.SSEError as error:
             response.close()

@@ -6,9 +6,21 @@ assistant, starting with user (same-role neighbours are merged here); ``max_toke
 required, so a per-model default from the model table is sent when the user sets none.
 This API version rejects every sampling parameter, so a temperature is dropped with a
 note. Events: ``message_start`` (input usage), ``content_block_*`` (text deltas, tool
-calls; thinking and citation deltas are skipped), ``message_delta`` (stop reason,
+calls, thinking; citation deltas are skipped), ``message_delta`` (stop reason,
 cumulative usage), ``message_stop``; ``ping`` and unknown events are ignored, ``error``
 fails the turn.
+
+Effort (``--effort``): adaptive thinking (``thinking: {"type": "adaptive", "display":
+"summarized"}``, the summary shown: newer models omit it by default) with
+``output_config.effort``, for Claude 4.6 and later (the Claude 5 family refuses a budget);
+for Claude 4.5 and earlier, extended thinking with a ``budget_tokens`` by effort, on top of
+the answer's ``max_tokens``. A ``thinking`` block streams as ``thinking_delta`` pieces
+(``ThinkingDelta``) and a ``signature_delta``, and is yielded whole at its stop as a
+``ReasoningPart`` (the signature its opaque part); a ``redacted_thinking`` block is kept
+opaque. Both go back, as they came, at the start of the assistant's content (Anthropic
+requires them before the ``tool_use`` of a turn that thinks). Anthropic refuses thinking
+while a tool is forced, so with a structured answer (a forced answer tool) the effort is
+dropped with a note.
 
 Tools go as ``tools`` with an ``input_schema``; a call streams as a ``tool_use`` block
 whose input arrives in ``input_json_delta`` pieces, yielded whole at its
@@ -20,6 +32,7 @@ the schema: the pieces of that call's input are the answer's text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,18 +40,26 @@ from typing import Any
 from nbconvo._credentials import KEYS
 from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
-from nbconvo._parts import ToolCallPart, as_parts
+from nbconvo._parts import Content, ReasoningPart, ToolCallPart, as_parts
 from nbconvo._types import (
     ChatRequest,
+    Effort,
     Finish,
     Message,
     Notice,
     ProviderEvent,
     ResponseSchema,
     Role,
+    ThinkingDelta,
     Usage,
 )
-from nbconvo.providers._content import anthropic_blocks, described
+from nbconvo.providers._content import (
+    anthropic_blocks,
+    anthropic_opaque,
+    described,
+    reasoning_for,
+    refuse_effort,
+)
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -52,6 +73,26 @@ from nbconvo.providers.openai import length_notice
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2026-10-21"
 _TRANSIENT = {"overloaded_error", "api_error", "timeout_error", "rate_limit_error"}
+# Claude 4.5 and earlier think with a token budget (``thinking.type: enabled``); later
+# models think adaptively, steered by ``output_config.effort`` (the Claude 5 family refuses
+# a budget). A budget by effort, added to the answer's max_tokens (it must be below it).
+_BUDGET_FORM = re.compile(r"^claude-(?:3|(?:opus|sonnet|haiku)-4(?:-[0-5])?(?:-\d{8})?$)")
+THINKING_BUDGET: dict[Effort, int] = {"low": 2_048, "medium": 6_144, "high": 12_288}
+
+
+def thinking_fields(model: str, effort: Effort, max_tokens: int) -> dict[str, Any]:
+    """The body fields that ask ``model`` to think with ``effort``: ``thinking`` (and
+    ``output_config``), and ``max_tokens`` raised by the budget where there is one."""
+    if _BUDGET_FORM.match(model):
+        budget = THINKING_BUDGET[effort]
+        return {
+            "thinking": {"type": "enabled", "budget_tokens": budget},
+            "max_tokens": max_tokens + budget,
+        }
+    return {
+        "thinking": {"type": "adaptive", "display": "summarized"},
+        "output_config": {"effort": effort},
+    }
 
 
 def alternate(messages: list[Message]) -> list[Message]:
@@ -74,16 +115,26 @@ def alternate(messages: list[Message]) -> list[Message]:
 
 
 def anthropic_messages(messages: list[Message], label: str) -> list[dict[str, Any]]:
-    """Strings stay strings; parts become content blocks."""
-    return [
-        {
-            "role": m["role"],
-            "content": m["content"]
-            if isinstance(m["content"], str)
-            else anthropic_blocks(m["content"], label),
-        }
-        for m in alternate(messages)
-    ]
+    """Strings stay strings; parts become content blocks (Claude's own thinking first,
+    other providers' reasoning left out)."""
+    out: list[dict[str, Any]] = []
+    for m in alternate(messages):
+        content = reasoning_for(m["content"], "anthropic")
+        blocks = (
+            content
+            if isinstance(content, str)
+            else anthropic_blocks(_thinking_first(content), label)
+        )
+        out.append({"role": m["role"], "content": blocks})
+    return out
+
+
+def _thinking_first(content: Content) -> Content:
+    """An assistant's thinking blocks before its text and tool calls, as the API wants
+    them (the order they came in, kept among themselves)."""
+    parts = as_parts(content)
+    thinking = tuple(p for p in parts if isinstance(p, ReasoningPart))
+    return thinking + tuple(p for p in parts if not isinstance(p, ReasoningPart))
 
 
 class AnthropicProvider(HTTPProvider):
@@ -125,9 +176,17 @@ class AnthropicProvider(HTTPProvider):
             )
         if tools:
             body["tools"] = tools
+        if request.effort is not None and request.schema is None:
+            body.update(thinking_fields(request.model, request.effort, body["max_tokens"]))
         return body
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        refuse_effort(request, f"{self.prefix}:{request.model}")
+        if request.effort is not None and request.schema is not None:
+            yield Notice(
+                f"effort {request.effort} not sent to {self.label}: Anthropic takes no "
+                "thinking while a tool is forced, as a structured answer (--schema) is"
+            )
         dropped = (request.temperature, request.seed)
         if dropped != (None, None) and dropped != self._dropped:
             names = [
@@ -159,6 +218,8 @@ class AnthropicProvider(HTTPProvider):
         stop: str | None = None
         stopped = False
         tools = _ToolBlocks(answer)
+        thinking: dict[Any, tuple[list[str], list[str]]] = {}  # index: pieces, signature
+        thought = 0  # tokens spent thinking, when the usage says
         for event in feed:
             if not event.data.strip():
                 continue
@@ -177,19 +238,40 @@ class AnthropicProvider(HTTPProvider):
                     yield str(delta["text"])
                 elif sort == "input_json_delta":
                     yield from tools.piece(data.get("index"), str(delta.get("partial_json") or ""))
+                elif sort == "thinking_delta" and data.get("index") in thinking:
+                    piece = str(delta.get("thinking") or "")
+                    if piece:
+                        thinking[data.get("index")][0].append(piece)
+                        yield ThinkingDelta(piece)
+                elif sort == "signature_delta" and data.get("index") in thinking:
+                    thinking[data.get("index")][1][:] = [str(delta.get("signature") or "")]
             elif kind == "content_block_start":
                 block = data.get("content_block") or {}
                 if block.get("type") == "text" and block.get("text"):
                     yield str(block["text"])
                 elif block.get("type") == "tool_use":
                     tools.start(data.get("index"), block)
+                elif block.get("type") == "thinking":
+                    start = str(block.get("thinking") or "")
+                    thinking[data.get("index")] = ([start], [str(block.get("signature") or "")])
+                    if start:
+                        yield ThinkingDelta(start)
+                elif block.get("type") == "redacted_thinking":
+                    yield ReasoningPart(opaque=anthropic_opaque(block), provider="anthropic")
             elif kind == "content_block_stop":
+                if data.get("index") in thinking:
+                    pieces, signature = thinking.pop(data.get("index"))
+                    yield ReasoningPart(
+                        "".join(pieces), opaque="".join(signature) or None, provider="anthropic"
+                    )
                 yield from tools.stop(data.get("index"))
             elif kind == "message_delta":
                 stop = (data.get("delta") or {}).get("stop_reason") or stop
                 usage = data.get("usage") or {}
                 input_tokens.update(_input_counts(usage))  # cumulative: later values win
                 output_tokens = int(usage.get("output_tokens") or output_tokens)
+                details = usage.get("output_tokens_details") or {}
+                thought = int(details.get("thinking_tokens") or thought)
             elif kind == "message_stop":
                 stopped = True
                 break
@@ -201,7 +283,7 @@ class AnthropicProvider(HTTPProvider):
                 f"{self.label}: the stream ended before the answer was complete",
                 retryable=True,
             )
-        yield Usage(sum(input_tokens.values()), output_tokens)
+        yield Usage(sum(input_tokens.values()), output_tokens, reasoning_tokens=thought)
         yield self._finish(stop, output_tokens or max_tokens, tools)
 
     def _finish(self, stop: str | None, tokens: int, tools: _ToolBlocks | None = None) -> Finish:

@@ -17,6 +17,14 @@ and refuses a later request that does not send it back, so the signature is kept
 call's part (saved with the turn, recorded in cassettes) and sent back with it. A result
 goes back as a ``functionResponse``. A structured answer is ``responseMimeType:
 application/json`` with a ``responseJsonSchema``.
+
+Effort (``--effort``) goes as ``generationConfig.thinkingConfig`` with ``includeThoughts``
+(the thought summaries stream): a ``thinkingLevel`` for Gemini 3 and later, a
+``thinkingBudget`` by effort for Gemini 2.5 (which has no levels). Thought parts
+(``thought: true``) stream as ``ThinkingDelta`` and, once the answer moves on, make one
+``ReasoningPart`` (with the thought signature, if one came): it goes back as the thought
+part it was, as google-genai's chat sends a whole answer back. ``thoughtsTokenCount`` is
+the usage's reasoning tokens (billed as output).
 """
 
 from __future__ import annotations
@@ -27,9 +35,15 @@ from typing import Any
 
 from nbconvo._credentials import KEYS
 from nbconvo._models import known_names
-from nbconvo._parts import ToolCallPart
-from nbconvo._types import ChatRequest, Finish, ProviderEvent, Usage
-from nbconvo.providers._content import described, gemini_parts, with_result_names
+from nbconvo._parts import ReasoningPart, ToolCallPart
+from nbconvo._types import ChatRequest, Effort, Finish, ProviderEvent, ThinkingDelta, Usage
+from nbconvo.providers._content import (
+    described,
+    gemini_parts,
+    reasoning_for,
+    refuse_effort,
+    with_result_names,
+)
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -56,6 +70,18 @@ _FILTERED = {
     "LANGUAGE": "an unsupported language",
 }
 _TRANSIENT_STATUS = {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}
+# Gemini 2.5 thinks within a token budget (it takes no thinking level): one by effort.
+THINKING_BUDGET: dict[Effort, int] = {"low": 1_024, "medium": 8_192, "high": 24_576}
+
+
+def thinking_config(model: str, effort: Effort) -> dict[str, Any]:
+    """``generationConfig.thinkingConfig`` for ``effort``: the level as google-genai
+    writes it (``LOW``…), or Gemini 2.5's budget; thoughts included, so they stream."""
+    if model.startswith("gemini-2"):
+        return {"includeThoughts": True, "thinkingBudget": THINKING_BUDGET[effort]}
+    return {"includeThoughts": True, "thinkingLevel": effort.upper()}
+
+
 _TOOL_TROUBLE = {
     "MALFORMED_FUNCTION_CALL": "the model wrote a tool call Gemini could not read; send the "
     "turn again",
@@ -90,7 +116,7 @@ class GeminiProvider(HTTPProvider):
         contents = [
             {
                 "role": "model" if m["role"] == "assistant" else "user",
-                "parts": gemini_parts(m["content"], self.label),
+                "parts": gemini_parts(reasoning_for(m["content"], "gemini"), self.label),
             }
             for m in alternate(messages)
         ]
@@ -114,11 +140,14 @@ class GeminiProvider(HTTPProvider):
             config["maxOutputTokens"] = request.max_tokens
         if request.seed is not None:
             config["seed"] = request.seed
+        if request.effort is not None:
+            config["thinkingConfig"] = thinking_config(request.model, request.effort)
         if config:
             body["generationConfig"] = config
         return body
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        refuse_effort(request, f"{self.prefix}:{request.model}")
         key = self.key()
         yield from self._sse().stream(
             self.url(),
@@ -132,6 +161,8 @@ class GeminiProvider(HTTPProvider):
         usage: dict[str, Any] = {}
         reason: str | None = None
         calls = 0  # the calls so far: the next one's place
+        thoughts: list[str] = []  # the thought summary so far, until the answer moves on
+        signature: list[str] = []  # the thought part's signature, if any
         for event in feed:
             if not event.data.strip():
                 continue
@@ -154,7 +185,16 @@ class GeminiProvider(HTTPProvider):
                 return
             for candidate in (chunk.get("candidates") or [])[:1]:
                 for part in (candidate.get("content") or {}).get("parts") or []:
-                    if part.get("text") and not part.get("thought"):
+                    if part.get("thought"):
+                        if part.get("text"):
+                            thoughts.append(str(part["text"]))
+                            yield ThinkingDelta(str(part["text"]))
+                        if isinstance(part.get("thoughtSignature"), str):
+                            signature[:] = [part["thoughtSignature"]]
+                        continue
+                    if thoughts or signature:
+                        yield _reasoning(thoughts, signature)
+                    if part.get("text"):
                         yield str(part["text"])
                     elif isinstance(part.get("functionCall"), dict):
                         yield self._call(part, calls)
@@ -169,6 +209,8 @@ class GeminiProvider(HTTPProvider):
             raise ServiceError(
                 f"{self.label}: the stream ended before the answer was complete", retryable=True
             )
+        if thoughts or signature:
+            yield _reasoning(thoughts, signature)
         yield from self._usage(usage)
         yield Finish("tool_calls") if calls and reason == "STOP" else self._finish(reason, usage)
 
@@ -189,8 +231,10 @@ class GeminiProvider(HTTPProvider):
         if "promptTokenCount" in usage:
             # Thinking tokens are not in candidatesTokenCount but are output all the same.
             output = int(usage.get("candidatesTokenCount") or 0)
-            output += int(usage.get("thoughtsTokenCount") or 0)
-            yield Usage(int(usage["promptTokenCount"]), output)
+            thoughts = int(usage.get("thoughtsTokenCount") or 0)
+            yield Usage(
+                int(usage["promptTokenCount"]), output + thoughts, reasoning_tokens=thoughts
+            )
 
     def _finish(self, reason: str, usage: dict[str, Any]) -> Finish:
         if reason == "STOP":
@@ -242,3 +286,13 @@ class GeminiProvider(HTTPProvider):
         if status == 429:
             return (f"{where}: rate limited — {message}", True)
         return (f"{where}: {message or code or 'request failed'}", status in RETRYABLE_STATUS)
+
+
+def _reasoning(thoughts: list[str], signature: list[str]) -> ReasoningPart:
+    """The thoughts so far as one part (then none: the lists are emptied)."""
+    part = ReasoningPart(
+        "".join(thoughts), opaque=signature[0] if signature else None, provider="gemini"
+    )
+    thoughts.clear()
+    signature.clear()
+    return part

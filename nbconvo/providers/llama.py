@@ -73,7 +73,7 @@ from nbconvo._errors import (
     UsageError,
 )
 from nbconvo._localmodel import resolve_llama_target
-from nbconvo._parts import TextPart, ToolCallPart, ToolResultPart, refuse
+from nbconvo._parts import ReasoningPart, TextPart, ToolCallPart, ToolResultPart, refuse
 from nbconvo._settings import Settings, process_settings
 from nbconvo._tools import describe_call
 from nbconvo._types import (
@@ -441,7 +441,8 @@ def said_results(messages: Sequence[Message]) -> list[str]:
 def llama_messages(messages: Sequence[Message], label: str) -> list[dict[str, Any]]:
     """Neutral messages as llama-cpp's chat handler takes them: text as a string; an
     assistant's tool calls as Hugging Face ``tool_calls`` (arguments a dict); each tool
-    result a ``tool`` message. Any other part is refused in one line, before sending."""
+    result a ``tool`` message. Reasoning (another provider's) is left out; any other
+    part is refused in one line, before sending."""
     out: list[dict[str, Any]] = []
     made: dict[str, ToolCallPart] = {}  # the calls so far, by id
     for message in messages:
@@ -470,7 +471,7 @@ def llama_messages(messages: Sequence[Message], label: str) -> list[dict[str, An
                 text.append(part.text)
             elif isinstance(part, ToolCallPart) and role == "assistant":
                 calls.append(part)
-            else:
+            elif not isinstance(part, ReasoningPart):
                 raise refuse(part, label, LLAMA_TEXT_ONLY)
         converted: dict[str, Any] = {"role": role, "content": "".join(text)}
         made.update((c.call_id, c) for c in calls)

@@ -11,11 +11,19 @@ Tools go as ``tools`` of ``function`` type; a tool call streams as ``delta.tool_
 fragments (the id and name first, the arguments in pieces, calls in parallel told apart
 by ``index``), gathered here and yielded whole when the finish reason arrives. A
 structured answer is asked for with a ``json_schema`` ``response_format``.
+
+Effort (``--effort``) goes as ``reasoning_effort``; a model the table knows takes none is
+refused before sending. Chat Completions returns no reasoning to send back, so reasoning
+parts in the history (another API's) are left out. The GPT-5.2 family and later take no
+effort beside function tools here: it is dropped with a note (the Responses API,
+``openai-responses:``, takes both); a 400 naming ``reasoning_effort`` from an unknown model
+is retried once without it, as one naming ``temperature`` is.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
@@ -26,7 +34,12 @@ from nbconvo._errors import ProviderError
 from nbconvo._models import accepts_sampling, known_names
 from nbconvo._parts import ToolCallPart
 from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
-from nbconvo.providers._content import openai_messages, openai_response_format, openai_tools
+from nbconvo.providers._content import (
+    openai_messages,
+    openai_response_format,
+    openai_tools,
+    refuse_effort,
+)
 from nbconvo.providers._http import (
     RETRYABLE_STATUS,
     EventFeed,
@@ -63,6 +76,11 @@ _TRANSIENT_TYPES = frozenset(
         "gatewaytimeout",
     }
 )
+
+
+# Models that refuse ``reasoning_effort`` beside function tools on Chat Completions ("use
+# /v1/responses"): GPT-5.2 and later.
+_NO_EFFORT_WITH_TOOLS = re.compile(r"^gpt-(?:5\.(?:[2-9]|\d\d)|[6-9])")
 
 
 def length_notice(tokens: int | None) -> str:
@@ -151,6 +169,7 @@ class OpenAICompatibleProvider(HTTPProvider):
     key_required = False
     service = "the server"
     _dropped: float | None = None  # the temperature last dropped, noted once
+    _dropped_effort: str | None = None  # likewise the effort
     # Servers that say their context window: vLLM (``max_model_len`` in ``GET /models``)
     # and llama.cpp (``n_ctx`` in ``GET /props``). OpenAI's list has no window; Ollama and
     # LM Studio report the model's trained length, not the one they run with.
@@ -244,6 +263,8 @@ class OpenAICompatibleProvider(HTTPProvider):
             body["max_tokens"] = request.max_tokens
         if request.seed is not None:
             body["seed"] = request.seed
+        if request.effort is not None:
+            body["reasoning_effort"] = request.effort
         return body
 
     def _describe_error(
@@ -286,28 +307,54 @@ class OpenAICompatibleProvider(HTTPProvider):
                 close()
 
     def _events(self, request: ChatRequest) -> Iterator[ProviderEvent]:
+        spec = f"{self.prefix}:{request.model}"
+        refuse_effort(request, spec)
         body = self.body(request)
         dropped: float | None = None
-        if "temperature" in body and not accepts_sampling(f"{self.prefix}:{request.model}"):
+        effort: str | None = None
+        if "temperature" in body and not accepts_sampling(spec):
             dropped = yield from self._drop_temperature(
                 body, "the model takes no sampling parameters"
+            )
+        if (
+            "reasoning_effort" in body
+            and "tools" in body
+            and _NO_EFFORT_WITH_TOOLS.match(request.model)
+        ):
+            effort = yield from self._drop_effort(
+                body,
+                "Chat Completions takes none beside tools for this model "
+                f"(openai-responses:{request.model} takes both)",
             )
         try:
             yield from self._sse().stream(
                 self.url(), body=body, headers=self.headers(), translate=self._translate
             )
         except HttpStatusError as error:
-            # An unknown model that rejects temperature: say so and try once without it.
-            if error.status != 400 or "temperature" not in body:
+            # An unknown model that rejects temperature or an effort: say so and try once
+            # without it.
+            said = str(error).lower()
+            if error.status != 400:
                 raise
-            if "temperature" not in str(error).lower():
+            if "temperature" in body and "temperature" in said:
+                dropped = yield from self._drop_temperature(body, "the model rejected it")
+            elif "reasoning_effort" in body and "reasoning_effort" in said:
+                effort = yield from self._drop_effort(body, "the model rejected it")
+            else:
                 raise
-            dropped = yield from self._drop_temperature(body, "the model rejected it")
             yield from self._sse().stream(
                 self.url(), body=body, headers=self.headers(), translate=self._translate
             )
         if dropped is not None:
             self._dropped = dropped  # noted once the user has seen it: a failed turn shows none
+        if effort is not None:
+            self._dropped_effort = effort
+
+    def _drop_effort(self, body: dict[str, Any], why: str) -> Generator[ProviderEvent, None, str]:
+        effort = str(body.pop("reasoning_effort"))
+        if effort != self._dropped_effort:
+            yield Notice(f"effort {effort} not sent to {self.label}: {why}")
+        return effort
 
     def _drop_temperature(
         self, body: dict[str, Any], why: str
