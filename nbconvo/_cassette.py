@@ -51,6 +51,8 @@ def canonical_request(request: ChatRequest) -> dict[str, Any]:
         out["tools"] = [t.to_json() for t in request.tools]
     if request.schema is not None:
         out["schema"] = request.schema.to_json()
+    if request.effort is not None:
+        out["effort"] = request.effort
     return out
 
 

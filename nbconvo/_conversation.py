@@ -7,12 +7,15 @@ same code serves ``%%turn``, ``Conversation.ask`` and ``nbconvo run``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import nbconvo._compact as _compact
+from nbconvo._cost import Cost
 from nbconvo._errors import (
     ContextWindowExceeded,
     NbconvoError,
@@ -34,7 +37,7 @@ from nbconvo._events import (
 )
 from nbconvo._images import rule_for
 from nbconvo._meter import TokenLedger, TokenMeter
-from nbconvo._models import context_window
+from nbconvo._models import Price, context_window, price_for, takes_effort
 from nbconvo._parts import (
     Content,
     Part,
@@ -52,7 +55,7 @@ from nbconvo._tokens import count_content, count_messages, encoding_for
 from nbconvo._toolloop import Toolbox
 from nbconvo._tools import Shape
 from nbconvo._tree import MAIN, ConversationTree, Status, Turn
-from nbconvo._types import ChatRequest, Message
+from nbconvo._types import EFFORTS, CachePolicy, ChatRequest, Message
 from nbconvo.providers import (
     Provider,
     create_provider,
@@ -131,6 +134,7 @@ class TurnOptions:
     execution: object | None = None  # identifies one cell execution (several asks share it)
     source: str = ""
     tools: Toolbox | None = None  # functions the model may call, and who approves a call
+    effort: str | None = None  # low, medium or high: a reasoning model's effort this turn
     schema: Shape | None = None  # the answer is JSON of this shape
 
 
@@ -145,7 +149,10 @@ class _Plan:
     fork_name: str | None = None
 
 
-_ANNOUNCED_SETTINGS = frozenset({"model", "system", "goal", "budget", "window", "tools"})
+_ANNOUNCED_SETTINGS = frozenset(
+    {"model", "system", "goal", "budget", "window", "tools", "effort", "cache", "cost_budget",
+     "prices"}
+)  # fmt: skip
 
 
 @dataclass
@@ -165,6 +172,13 @@ class Conversation:
     seed: int | None = None
     cell: str | None = None  # the `%convo new` cell that made it: its rerun starts it afresh
     tools: list[str] | None = None  # `%convo tools`: names offered (None: every @nbconvo.tool)
+    effort: str | None = None  # `%convo effort`: a reasoning model's effort for every turn
+    cache: bool = True  # ask providers to cache the prompt's prefix (`%convo cache off`)
+    cache_ttl: str = "auto"  # "5m", "1h", or "auto": 1h once the user's pauses pass 5 min
+    # Names the tree for providers that route a cache by key (OpenAI's prompt_cache_key).
+    cache_key: str = field(default_factory=lambda: "nbconvo-" + uuid.uuid4().hex[:16])
+    cost_budget: float | None = None  # `%convo budget --cost D`: dollars for the whole tree
+    prices: dict[str, list[float]] = field(default_factory=dict)  # `%convo price`: $/M tokens
     auto_compact: float | None = None  # compact before a turn past this fraction of the window
     auto_compact_keep: int = 2
     listeners: list[Listener] = field(default_factory=list, repr=False)
@@ -390,7 +404,34 @@ class Conversation:
             seed=self.seed,
             tools=tuple(t.spec for t in options.tools.tools.values()) if options.tools else (),
             schema=options.schema.schema if options.schema else None,
+            effort=options.effort or self.effort,  # type: ignore[arg-type]
+            cache=CachePolicy(self.cache_key, self._cache_ttl()) if self.cache else None,
         )
+
+    def _cache_ttl(self) -> Literal["5m", "1h"]:
+        """The cache lifetime to ask for: the setting, or with "auto" one hour once the
+        user's last two pauses between turns both passed five minutes (a cache of five
+        minutes would have expired by the next turn; a write for an hour costs more)."""
+        if self.cache_ttl in ("5m", "1h"):
+            return self.cache_ttl  # type: ignore[return-value]
+        made = sorted(
+            (t for t in self.tree.turns.values() if t.finished_at), key=lambda t: t.started_at
+        )
+        pauses = [b.started_at - a.finished_at for a, b in itertools.pairwise(made)]
+        return "1h" if len(pauses) >= 2 and min(pauses[-2:]) > 300 else "5m"
+
+    def price_table(self) -> dict[str, Price]:
+        """The prices `%convo price` set, by model spec."""
+        from nbconvo._cost import user_price
+
+        return {spec: user_price(values, "") for spec, values in self.prices.items()}
+
+    def cost(self, turns: Sequence[Turn] | None = None) -> Cost:
+        """What ``turns`` cost (default: the whole tree), in dollars."""
+        from nbconvo._cost import total_cost
+
+        chosen = self.tree.turns.values() if turns is None else turns
+        return total_cost(chosen, self.price_table())
 
     def check_fits(self, text: Content, parent: int | None, spec: str) -> None:
         # Most prompts fit by far: when even an upper bound of the new text fits, the
@@ -439,7 +480,9 @@ class Conversation:
             sink.on_notice(f"context was past {self.auto_compact:.0%}: compacted into {branch}")
             plan = self._plan(options)
         self.check_fits(sent, plan.parent, spec)
+        self._check_effort(options.effort or self.effort, spec)
         request = self._request(prompt, options, plan.parent)
+        self._check_cost_budget(request, spec)
         started = time.time()
         got = Collected()
         try:
@@ -545,6 +588,44 @@ class Conversation:
             cassette.record_result(request, result)
         return result
 
+    def _check_effort(self, effort: str | None, spec: str) -> None:
+        if effort is None:
+            return
+        if effort not in EFFORTS:
+            raise UsageError(f"effort is low, medium or high, not {effort!r}; nothing was sent")
+        from nbconvo._models import lookup
+
+        if lookup(spec) is not None and not takes_effort(spec):
+            raise UsageError(
+                f"{spec} takes no reasoning effort: remove --effort (or `%convo effort "
+                "--clear`), or choose a reasoning model; nothing was sent"
+            )
+
+    def _check_cost_budget(self, request: ChatRequest, spec: str) -> None:
+        """Refuse a turn whose prompt alone would take the tree past its cost budget."""
+        if self.cost_budget is None:
+            return
+        from nbconvo._cost import money
+
+        spent = self.cost()
+        price = self.price_table().get(spec) or price_for(spec)
+        if price is None:
+            raise UsageError(
+                f"the cost budget needs {spec}'s price, which nbconvo does not know: set it "
+                f"with `%convo price {spec} INPUT OUTPUT` ($ per million tokens); nothing "
+                "was sent"
+            )
+        encoding = encoding_for(spec)
+        prompt = count_messages(request.all_messages(), encoding, rule_for(request.provider))
+        next_cost = prompt * price.input / 1_000_000
+        if spent.total + next_cost > self.cost_budget:
+            raise UsageError(
+                f"this turn's prompt alone (≈{prompt:,} tokens, ≈{money(next_cost)}) would "
+                f"take the tree past its cost budget of {money(self.cost_budget)} "
+                f"({money(spent.total)} spent): raise it with `%convo budget --cost D` or "
+                "clear it; nothing was sent"
+            )
+
     def toolbox(
         self,
         functions: Sequence[Callable[..., Any]],
@@ -633,6 +714,7 @@ class Conversation:
                 cached_tokens=got.usage.cached_input_tokens if got.usage else 0,
                 cache_write_tokens=got.usage.cache_write_tokens if got.usage else 0,
                 first_token_s=got.first_token_s,
+                billed=got.billed(),
                 started_at=started,
                 finished_at=time.time(),
                 cell_id=options.cell_id,

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from IPython import get_ipython
 from IPython.display import clear_output, display, update_display
 
-from nbconvo._html import MarkdownStream, render_markdown, wrap
+from nbconvo._html import MarkdownStream, render_blocks, render_markdown, wrap
 
 CURSOR = " ▌"
 WAITING = wrap("<p><em>…</em></p>")
@@ -63,6 +63,7 @@ class StreamingMarkdown:
         self._held_source: list[str] = []
         self._held_size = 0
         self._due = float("-inf") if stream else float("inf")  # when the next update may show
+        self.thinking = ""  # a reasoning model's summary: shown collapsed above the answer
 
     @property
     def text(self) -> str:
@@ -86,6 +87,20 @@ class StreamingMarkdown:
             started = self.cpu()
             self._update()
             self._due = now + max(self.interval, (self.cpu() - started) / self.share)
+
+    def think(self, delta: str) -> None:
+        """A piece of the model's thinking: shown (throttled, like the answer) until the
+        answer's text begins; the finished answer keeps it collapsed above."""
+        self.thinking += delta
+        if self._markdown.text or not self.stream:
+            return
+        now = self.clock()
+        if now >= self._due:
+            if not self._display_id:
+                self._new_output(WAITING, "…")
+            html = thinking_html(self.thinking, open_=True)
+            _send(_bundle(html, "(thinking…)"), self._display_id)
+            self._due = now + self.interval
 
     def _update(self) -> None:
         if not self._display_id:  # fed without start(): the output appears now
@@ -127,6 +142,8 @@ class StreamingMarkdown:
             html = render_markdown(text)
         if not text:
             text, html = "(no answer)", render_markdown("*(no answer)*")
+        if self.thinking:
+            html = thinking_html(self.thinking) + html
         bundle = _bundle(html, text)
         if self.outputs == 1:
             _send(bundle, self._display_id)
@@ -136,6 +153,15 @@ class StreamingMarkdown:
             # turn yet (the footer follows), so one cleared area takes the answer.
             clear_output(wait=True)
         self._new_output(html, text)
+
+
+def thinking_html(text: str, *, open_: bool = False) -> str:
+    """The model's thinking, collapsed under "Thinking" (open while it streams)."""
+    state = " open" if open_ else ""
+    return (
+        f'<details class="nbconvo-thinking"{state}><summary>Thinking</summary>'
+        f"{wrap(render_blocks(text))}</details>"
+    )
 
 
 def _send(bundle: dict[str, str], display_id: str, *, new: bool = False) -> None:

@@ -55,6 +55,12 @@ _SETTINGS = (
     "seed",
     "cell",
     "tools",
+    "effort",
+    "cache",
+    "cache_ttl",
+    "cache_key",
+    "cost_budget",
+    "prices",
 )
 _TURN_NAMES = tuple(f.name for f in fields(Turn))
 _TURN_FIELDS = set(_TURN_NAMES)

@@ -266,6 +266,11 @@ class ConvoMagics(Magics):
     )
     @argument("--max-steps", type=int, metavar="N", help="rounds of tool calls (default 8)")
     @argument(
+        "--effort",
+        choices=("low", "medium", "high"),
+        help="a reasoning model's effort for this turn (default: `%%convo effort`)",
+    )
+    @argument(
         "--schema",
         metavar="TYPE",
         help="the answer is JSON of this pydantic model, dataclass or TypedDict (with -o: "
@@ -312,6 +317,7 @@ class ConvoMagics(Magics):
             source=cell,
             tools=toolbox,
             schema=shape,
+            effort=args.effort,
         )
         if not text.strip() and all(isinstance(p, TextPart) for p in filled.parts):
             raise UsageError("the turn is empty: write a prompt in the cell below %%turn")
@@ -327,6 +333,7 @@ class ConvoMagics(Magics):
             on_text=output.feed,
             on_notice=notices.append,
             on_tool_result=lambda call, result: output.feed(tool_line(call, result)),
+            on_thinking=output.think,
         )
         try:
             turn = convo.ask(filled.parts, sink=sink, options=options)
@@ -518,12 +525,30 @@ class ConvoMagics(Magics):
         show_markdown(f"*model set to* `{args.spec}`")
 
     def _cmd_budget(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo._cost import money
+
         if args.clear:
             convo.budget = None
+            convo.cost_budget = None
             show_markdown("*budget cleared*")
             return
+        if args.cost is not None:
+            try:
+                dollars = float(args.cost.lstrip("$"))
+            except ValueError:
+                raise UsageError(
+                    f"--cost needs an amount in dollars, like 2.00, not {args.cost!r}"
+                ) from None
+            if not dollars > 0:
+                raise UsageError(f"--cost must be more than 0 dollars, not {args.cost}")
+            convo.cost_budget = dollars
+            spent = convo.cost()
+            show_markdown(f"*cost budget set to {money(dollars)}* ({spent.describe()} spent)")
+            if args.n is None:
+                return
         if args.n is None:
-            show_markdown(f"*budget:* {convo.budget or 'none'}")
+            cost = f" · cost budget {money(convo.cost_budget)}" if convo.cost_budget else ""
+            show_markdown(f"*budget:* {convo.budget or 'none'}{cost}")
             return
         try:
             budget = int(args.n)
@@ -626,6 +651,68 @@ class ConvoMagics(Magics):
             lines.append(f"- `{tool.name}` — {md_escape(summary)}{approved}")
         show_markdown("\n".join(lines))
 
+    def _cmd_price(self, convo: Conversation, args: argparse.Namespace) -> None:
+        from nbconvo._cost import money
+        from nbconvo._models import price_for
+        from nbconvo.providers import split_spec
+
+        if not args.values:
+            spec = convo.model_spec()
+            price = convo.price_table().get(spec) or price_for(spec)
+            if price is None:
+                show_markdown(
+                    f"*price of* `{spec}`: *unknown* — set it with `%convo price {spec} "
+                    "INPUT OUTPUT [CACHED]` ($ per million tokens)"
+                )
+                return
+            where = f" ({price.source}, {price.as_of})" if price.as_of else f" ({price.source})"
+            show_markdown(
+                f"*price of* `{spec}` per million tokens: input {money(price.input)}, cache "
+                f"reads {money(price.cached_input)}, cache writes {money(price.cache_write)}, "
+                f"output {money(price.output)}{md_escape(where)}"
+            )
+            return
+        spec, *numbers = args.values
+        split_spec(spec)  # an unknown provider: one line, nothing changed
+        if len(numbers) not in (2, 3):
+            raise UsageError(
+                "%convo price MODEL INPUT OUTPUT [CACHED]: dollars per million tokens, e.g. "
+                "`%convo price openai:gpt-5 1.25 10 0.125`"
+            )
+        try:
+            values = [float(n.lstrip("$")) for n in numbers]
+        except ValueError:
+            raise UsageError(
+                f"a price is dollars per million tokens, like 1.25, not {' '.join(numbers)!r}"
+            ) from None
+        if any(not v >= 0 for v in values):
+            raise UsageError("a price cannot be negative")
+        convo.prices = {**convo.prices, spec: values}
+        show_markdown(f"*price of* `{spec}` *set*")
+
+    def _cmd_effort(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.clear:
+            convo.effort = None
+            show_markdown("*effort cleared: each model's default*")
+        elif args.level is None:
+            show_markdown(f"*effort:* {convo.effort or 'the model default'}")
+        else:
+            convo.effort = args.level
+            show_markdown(f"*effort set to {args.level}*")
+
+    def _cmd_cache(self, convo: Conversation, args: argparse.Namespace) -> None:
+        if args.mode in ("on", "off"):
+            convo.cache = args.mode == "on"
+        elif args.mode is not None:
+            convo.cache, convo.cache_ttl = True, args.mode
+        if not convo.cache:
+            show_markdown("*prompt caching off*")
+        else:
+            ttl = (
+                "auto: 1 h once pauses pass 5 min" if convo.cache_ttl == "auto" else convo.cache_ttl
+            )
+            show_markdown(f"*prompt caching on* (lifetime {ttl})")
+
     def _cmd_meter(self, convo: Conversation, args: argparse.Namespace) -> None:
         meter = convo.meter
         markdown, plain = meter._repr_markdown_(), str(meter)
@@ -636,6 +723,15 @@ class ConvoMagics(Magics):
                 word = "reused" if head.provider == "llama" else "read from cache"
                 last += f", {word} {head.cached_tokens:,} of {head.input_tokens:,} prompt tokens"
             markdown, plain = f"{markdown}  \n{last}", f"{plain}\n{last}"
+        if head is not None:
+            costs = [
+                ("last turn", convo.cost([head])),
+                (f"branch {convo.branch}", convo.cost(convo.path)),
+                ("tree", convo.cost()),
+            ]
+            for name, cost in costs:
+                line = f"{name}: {cost.describe()}"
+                markdown, plain = f"{markdown}  \n{md_escape(line)}", f"{plain}\n{line}"
         show_markdown(markdown, plain)
 
     def _cmd_summarize(self, convo: Conversation, args: argparse.Namespace) -> None:

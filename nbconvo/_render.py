@@ -35,6 +35,9 @@ def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None
     if turn.cached_tokens:
         cached = f"{turn.cached_tokens:,} of {turn.input_tokens:,} prompt tokens"
         parts.append(f"reused {cached}" if turn.provider == "llama" else f"{cached} from cache")
+    cost = convo.cost([turn])
+    if cost.unpriced or cost.total:  # a local model's turn is free: no word of it
+        parts.append(cost.describe())
     calls = tool_calls(turn)
     if calls:
         parts.append(f"{calls} tool call{'s' if calls != 1 else ''}")

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nbconvo._parts import Part, TextPart, ToolCallPart, ToolResultPart
-from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, Usage
+from nbconvo._parts import Part, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
+from nbconvo._types import ChatRequest, Finish, Notice, ProviderEvent, ThinkingDelta, Usage
 from nbconvo.providers import Provider
 
 
@@ -21,6 +21,7 @@ class StreamSink:
     on_notice: Callable[[str], None] = lambda text: None
     on_tool_call: Callable[[ToolCallPart], None] = lambda call: None
     on_tool_result: Callable[[ToolCallPart, ToolResultPart], None] = lambda call, result: None
+    on_thinking: Callable[[str], None] = lambda text: None  # a reasoning model's summary
 
 
 @dataclass
@@ -31,7 +32,10 @@ class Collected:
 
     parts: list[str] = field(default_factory=list)
     calls: list[ToolCallPart] = field(default_factory=list)
+    reasoning: list[ReasoningPart] = field(default_factory=list)
     earlier: list[Part] = field(default_factory=list)
+    spent: list[Usage] = field(default_factory=list)  # the usage of the steps before this
+    step_usage: Usage | None = None  # this step's
     usage: Usage | None = None  # the last step's: what the context holds after the turn
     finish: Finish | None = None
     steps: int = 0
@@ -44,7 +48,9 @@ class Collected:
 
     def step_parts(self) -> list[Part]:
         text = "".join(self.parts)
-        step: list[Part] = [TextPart(text)] if text else []
+        step: list[Part] = list(self.reasoning)
+        if text:
+            step.append(TextPart(text))
         return step + list(self.calls)
 
     def answer_parts(self) -> list[Part]:
@@ -54,8 +60,25 @@ class Collected:
     def next_step(self, results: list[ToolResultPart]) -> None:
         """Keep this step (its calls answered by ``results``) and start the next."""
         self.earlier = self.answer_parts() + list(results)
-        self.parts, self.calls, self.finish = [], [], None
+        if self.step_usage is not None:
+            self.spent.append(self.step_usage)
+        self.step_usage = None
+        self.parts, self.calls, self.reasoning, self.finish = [], [], [], None
         self.steps += 1
+
+    def billed(self) -> dict[str, int]:
+        """Tokens of every request so far, summed (empty if no provider said)."""
+        usages = [*self.spent, *([self.step_usage] if self.step_usage is not None else [])]
+        if not usages:
+            return {}
+        total = {
+            "input": sum(u.input_tokens for u in usages),
+            "cached": sum(u.cached_input_tokens for u in usages),
+            "written": sum(u.cache_write_tokens for u in usages),
+            "output": sum(u.output_tokens for u in usages),
+            "reasoning": sum(u.reasoning_tokens for u in usages),
+        }
+        return {k: v for k, v in total.items() if v or k in ("input", "output")}
 
 
 def collect(provider: Provider, request: ChatRequest, sink: StreamSink, into: Collected) -> None:
@@ -91,8 +114,12 @@ def _take(event: ProviderEvent, sink: StreamSink, into: Collected) -> None:
     elif isinstance(event, ToolCallPart):
         into.calls.append(event)
         sink.on_tool_call(event)
+    elif isinstance(event, ThinkingDelta):
+        sink.on_thinking(event.text)
+    elif isinstance(event, ReasoningPart):
+        into.reasoning.append(event)
     elif isinstance(event, Usage):
-        into.usage = event
+        into.usage = into.step_usage = event
     elif isinstance(event, Finish):
         into.finish = event
         if event.notice:

@@ -43,6 +43,10 @@ class Turn:
     cached_tokens: int = 0  # of input_tokens, read from a cache (see _types.Usage)
     cache_write_tokens: int = 0
     first_token_s: float = 0.0  # seconds from sending to the first piece of the answer
+    # Tokens billed over every request the turn made (a tool turn makes several): input
+    # (all of it), cached (read from the prompt cache), written (to it), output,
+    # reasoning (of output). Empty when no provider reported usage.
+    billed: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
     cell_id: str | None = None

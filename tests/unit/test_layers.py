@@ -26,7 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "nbconvo"
 
 LAYERS: list[tuple[str, set[str]]] = [
     ("core", {"_errors", "_credentials", "_settings", "_parts", "_types", "_events", "_models",
-              "_tokens", "_images", "_tree", "_meter", "_html", "_tools"}),
+              "_tokens", "_images", "_tree", "_meter", "_html", "_tools", "_cost"}),
     ("providers", {"providers", "providers._base", "providers._content", "providers._http",
                    "providers.openai", "providers.azure", "providers.anthropic",
                    "providers.gemini", "providers.copilot", "providers.llama", "_localmodel"}),
