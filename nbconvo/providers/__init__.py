@@ -40,6 +40,11 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
             "openai", "nbconvo.providers.openai:OpenAIProvider", "OpenAI Chat Completions"
         ),
         ProviderEntry(
+            "openai-responses",
+            "nbconvo.providers.openai_responses:OpenAIResponsesProvider",
+            "OpenAI Responses API (reasoning carried from turn to turn)",
+        ),
+        ProviderEntry(
             "anthropic", "nbconvo.providers.anthropic:AnthropicProvider", "Anthropic Messages"
         ),
         ProviderEntry("gemini", "nbconvo.providers.gemini:GeminiProvider", "Google Gemini API"),
