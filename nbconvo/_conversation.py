@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import nbconvo._compact as _compact
-from nbconvo._cost import Cost
+from nbconvo._cost import Cost, CostLedger
 from nbconvo._errors import (
     ContextWindowExceeded,
     NbconvoError,
@@ -430,8 +430,21 @@ class Conversation:
         """What ``turns`` cost (default: the whole tree), in dollars."""
         from nbconvo._cost import total_cost
 
-        chosen = self.tree.turns.values() if turns is None else turns
-        return total_cost(chosen, self.price_table())
+        if turns is None:
+            return self._cost_ledger().tree(self.tree)
+        return total_cost(turns, self.price_table())
+
+    def branch_cost(self) -> Cost:
+        """What the active path cost, root to head."""
+        return self._cost_ledger().through(self.tree, self.tree.head)
+
+    def _cost_ledger(self) -> CostLedger:
+        key = (id(self.tree), repr(sorted(self.prices.items())))
+        ledger = self.__dict__.get("_costs")
+        if ledger is None or ledger[0] != key:
+            ledger = (key, CostLedger(self.price_table()))
+            self.__dict__["_costs"] = ledger
+        return ledger[1]
 
     def check_fits(self, text: Content, parent: int | None, spec: str) -> None:
         # Most prompts fit by far: when even an upper bound of the new text fits, the

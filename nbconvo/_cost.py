@@ -9,10 +9,10 @@ known-models table (``_models.Price``) unless the user set one (``%convo price``
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nbconvo._models import Price, price_for
-from nbconvo._tree import Turn
+from nbconvo._tree import ConversationTree, Turn
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,41 @@ def user_price(values: list[float], as_of: str) -> Price:
     fresh, output = values[0], values[1]
     cached = values[2] if len(values) > 2 else fresh
     return Price(fresh, cached, fresh, output, as_of, "set with %convo price")
+
+
+@dataclass
+class CostLedger:
+    """Costs of one tree under one price table, kept as turns arrive: a branch's cost is
+    its tip's running total (computed once per turn, like the token meter's), the tree's a
+    sum kept up to date; so the widget's update costs the same at 10,000 turns as at 10."""
+
+    prices: Mapping[str, Price]
+    _own: dict[int, Cost] = field(default_factory=dict)
+    _through: dict[int, Cost] = field(default_factory=dict)
+    _tree: Cost = field(default_factory=Cost)
+    _counted: int = 1  # turns with smaller ids are in _tree
+
+    def own(self, turn: Turn) -> Cost:
+        if turn.id not in self._own:
+            self._own[turn.id] = turn_cost(turn, self.prices)
+        return self._own[turn.id]
+
+    def through(self, tree: ConversationTree, turn_id: int | None) -> Cost:
+        """The cost of the path from the root through ``turn_id``."""
+        pending: list[Turn] = []
+        node = turn_id
+        while node is not None and node not in self._through:
+            pending.append(tree.turns[node])
+            node = tree.turns[node].parent
+        total = self._through[node] if node is not None else Cost()
+        for turn in reversed(pending):
+            total = total + self.own(turn)
+            self._through[turn.id] = total
+        return total
+
+    def tree(self, tree: ConversationTree) -> Cost:
+        for turn_id in range(self._counted, tree.next_id):
+            if turn_id in tree.turns:
+                self._tree = self._tree + self.own(tree.turns[turn_id])
+        self._counted = max(self._counted, tree.next_id)
+        return self._tree

@@ -726,7 +726,7 @@ class ConvoMagics(Magics):
         if head is not None:
             costs = [
                 ("last turn", convo.cost([head])),
-                (f"branch {convo.branch}", convo.cost(convo.path)),
+                (f"branch {convo.branch}", convo.branch_cost()),
                 ("tree", convo.cost()),
             ]
             for name, cost in costs:

@@ -47,6 +47,14 @@ import traitlets  # noqa: E402
 _log = logging.getLogger(__name__)
 
 
+def cost_line(convo: Conversation) -> str:
+    """The branch's and the tree's cost, for the meter line ("" while all is free)."""
+    tree = convo.cost()
+    if not tree.total and not tree.unpriced:
+        return ""
+    return f"branch {convo.branch_cost().describe()} · tree {tree.describe()}"
+
+
 class ConvoWidget(anywidget.AnyWidget):
     """The tree of one conversation, its meter, goal and budget; "switch/fork here"."""
 
@@ -61,6 +69,7 @@ class ConvoWidget(anywidget.AnyWidget):
     goal = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     budget = traitlets.Int(None, allow_none=True).tag(sync=True)
     exchanges = traitlets.Int(0).tag(sync=True)
+    cost = traitlets.Unicode("").tag(sync=True)  # "branch $0.12 · tree $0.40" ("": free)
 
     _instances: ClassVar[dict[int, ConvoWidget]] = {}  # by id(conversation), see for_conversation
 
@@ -120,6 +129,7 @@ class ConvoWidget(anywidget.AnyWidget):
             self.goal = convo.goal
             self.budget = convo.budget
             self.exchanges = convo.exchanges()
+            self.cost = cost_line(convo)
 
     def _send_message(self, message: KernelMessage) -> None:
         self.send(message)

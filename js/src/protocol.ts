@@ -114,6 +114,7 @@ export interface WidgetState {
   goal: string | null;
   budget: number | null;
   exchanges: number;
+  cost: string; // "branch $0.12 · tree $0.40", or "" while everything is free
 }
 
 /** The part of anywidget's model this widget uses (a fake implements it in tests). */

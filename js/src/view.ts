@@ -22,6 +22,7 @@ const TRAITS: Array<keyof WidgetState> = [
   "goal",
   "budget",
   "exchanges",
+  "cost",
 ];
 
 let views = 0;
@@ -177,7 +178,8 @@ export class ConvoView {
     this.header.replaceChildren(name, branchBadge, count, total);
 
     const meter = this.model.get("meter");
-    this.meterText.textContent = describeMeter(meter);
+    const cost = this.model.get("cost");
+    this.meterText.textContent = describeMeter(meter) + (cost ? ` · ${cost}` : "");
     const fraction = "fraction" in meter && meter.fraction !== null ? meter.fraction : 0;
     this.meterBar.style.width = `${Math.min(1, fraction) * 100}%`;
     this.meter.dataset.state = "state" in meter ? meter.state : "unknown";

@@ -68,6 +68,7 @@ export function state(overrides: Partial<WidgetState> = {}): WidgetState {
     goal: null,
     budget: null,
     exchanges: 0,
+    cost: "",
     ...overrides,
   };
 }

@@ -35,6 +35,15 @@ describe("ConvoView", () => {
     expect(el.querySelector(".nbconvo-meter-text")?.textContent).toBe("≈1,234 of 128,000 tokens (1%)");
   });
 
+  it("shows what the branch and the tree cost beside the meter, as text", () => {
+    const { model, el, view } = setup(2);
+    model.set("cost", "branch $0.012 · tree <b>$0.030</b>");
+    view.render();
+    const text = el.querySelector(".nbconvo-meter-text");
+    expect(text?.textContent).toBe("≈1,234 of 128,000 tokens (1%) · branch $0.012 · tree <b>$0.030</b>");
+    expect(text?.querySelector("b")).toBeNull();
+  });
+
   it("applies a delta and follows the new head", () => {
     const { model, el, view } = setup(3);
     model.deliver({ kind: "nodes", seq: 2, nodes: [node(4, 3, "<img src=x onerror=alert(1)>")] });

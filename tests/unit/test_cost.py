@@ -202,3 +202,24 @@ def test_cache_and_effort_commands(convo_shell: InteractiveShell) -> None:
     assert convo_shell.run_cell("%convo effort high").success and convo.effort == "high"
     assert convo.request("x").effort == "high"
     assert convo_shell.run_cell("%convo effort --clear").success and convo.effort is None
+
+
+def test_branch_and_tree_costs_are_kept_as_turns_arrive() -> None:
+    """The ledger prices each turn once: the branch's cost is its tip's running total and
+    the tree's a running sum, whatever the tree's size; a new price starts afresh."""
+    convo, _ = priced()
+    for text in ("one", "two", "three"):
+        convo.ask(text)
+    convo.fork(1, "side")
+    convo.ask("four")
+    each = convo.cost([convo.turns[0]]).total
+    assert convo.branch_cost().total == pytest.approx(2 * each)  # one, four
+    assert convo.cost().total == pytest.approx(4 * each)
+    convo.switch("main")
+    assert convo.branch_cost().total == pytest.approx(3 * each)
+    convo.prices = {"anthropic:claude-test": [6.0, 30.0, 0.6]}  # twice the price
+    assert convo.cost().total == pytest.approx(8 * each)
+    from nbconvo._widget import cost_line
+
+    assert cost_line(convo).startswith("branch $")
+    assert " · tree $" in cost_line(convo)
