@@ -91,11 +91,12 @@ class StreamingMarkdown:
     def think(self, delta: str) -> None:
         """A piece of the model's thinking: shown (throttled, like the answer) until the
         answer's text begins; the finished answer keeps it collapsed above."""
+        first = not self.thinking
         self.thinking += delta
         if self._markdown.text or not self.stream:
             return
         now = self.clock()
-        if now >= self._due:
+        if first or now >= self._due:  # "Thinking" shows at once, then as the answer does
             if not self._display_id:
                 self._new_output(WAITING, "…")
             html = thinking_html(self.thinking, open_=True)
