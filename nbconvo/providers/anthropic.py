@@ -22,6 +22,13 @@ requires them before the ``tool_use`` of a turn that thinks). Anthropic refuses 
 while a tool is forced, so with a structured answer (a forced answer tool) the effort is
 dropped with a note.
 
+Prompt caching (``request.cache``): ``cache_control`` breakpoints, at most four, placed by
+``cache_breakpoints`` so that the next turn of a branch, and a fork or a rerun of an earlier
+turn, reads the longest prefix cached (the cache is keyed by the exact prompt up to a
+breakpoint; the marks themselves are no part of it, so marks that move between turns cost
+nothing). The usage's ``input_tokens`` excludes the cache's reads and writes: the three
+together are the prompt.
+
 Tools go as ``tools`` with an ``input_schema``; a call streams as a ``tool_use`` block
 whose input arrives in ``input_json_delta`` pieces, yielded whole at its
 ``content_block_stop``. Tool results go back as ``tool_result`` blocks at the start of
@@ -42,6 +49,7 @@ from nbconvo._errors import ProviderError
 from nbconvo._models import default_max_tokens, known_names
 from nbconvo._parts import Content, ReasoningPart, ToolCallPart, as_parts
 from nbconvo._types import (
+    CachePolicy,
     ChatRequest,
     Effort,
     Finish,
@@ -178,6 +186,8 @@ class AnthropicProvider(HTTPProvider):
             body["tools"] = tools
         if request.effort is not None and request.schema is None:
             body.update(thinking_fields(request.model, request.effort, body["max_tokens"]))
+        if request.cache is not None:
+            mark_cache_breakpoints(body, request.cache)
         return body
 
     def stream(self, request: ChatRequest) -> Iterator[ProviderEvent]:
@@ -283,7 +293,13 @@ class AnthropicProvider(HTTPProvider):
                 f"{self.label}: the stream ended before the answer was complete",
                 retryable=True,
             )
-        yield Usage(sum(input_tokens.values()), output_tokens, reasoning_tokens=thought)
+        yield Usage(
+            sum(input_tokens.values()),  # the three counts: the whole prompt
+            output_tokens,
+            cached_input_tokens=input_tokens.get("cache_read_input_tokens", 0),
+            cache_write_tokens=input_tokens.get("cache_creation_input_tokens", 0),
+            reasoning_tokens=thought,
+        )
         yield self._finish(stop, output_tokens or max_tokens, tools)
 
     def _finish(self, stop: str | None, tokens: int, tools: _ToolBlocks | None = None) -> Finish:
@@ -339,6 +355,93 @@ class AnthropicProvider(HTTPProvider):
         if status == 529:
             return (f"{where}: Anthropic is overloaded — {message}; try again shortly", True)
         return (f"{where}: {message or kind or 'request failed'}", status in RETRYABLE_STATUS)
+
+
+# -- prompt caching ---------------------------------------------------------------------
+
+MAX_BREAKPOINTS = 4  # cache_control marks a request may carry
+# A read finds a cached prefix ending at a breakpoint or at one of about 20 blocks before
+# it; a mark is added where the previous request's end lies farther back than this.
+LOOKBACK_BLOCKS = 18
+MILESTONE = 4  # every 4th user message: a stable place a fork or rerun finds cached
+# The shortest prefix each model caches (Anthropic's prompt-caching guide, late 2026); the
+# longest matching name wins, other models 1,024 tokens. A mark on a shorter prefix writes
+# nothing (and fails nothing): only the system prompt's mark is weighed against it.
+MIN_CACHEABLE = {
+    "claude-opus-5": 512,
+    "claude-fable-5": 512,
+    "claude-mythos-5": 512,
+    "claude-opus-4-7": 2_048,
+    "claude-opus-4-6": 4_096,
+    "claude-opus-4-5": 4_096,
+    "claude-haiku-4-5": 4_096,
+}
+DEFAULT_MIN_CACHEABLE = 1_024
+
+
+def min_cacheable(model: str) -> int:
+    names = [name for name in MIN_CACHEABLE if model.startswith(name)]
+    return MIN_CACHEABLE[max(names, key=len)] if names else DEFAULT_MIN_CACHEABLE
+
+
+def cache_marker(policy: CachePolicy) -> dict[str, Any]:
+    """``cache_control`` for the policy's TTL (five minutes unless "1h")."""
+    return {"type": "ephemeral", **({"ttl": "1h"} if policy.ttl == "1h" else {})}
+
+
+def _blocks(content: Any) -> int:
+    return 1 if isinstance(content, str) else len(content)
+
+
+def cache_breakpoints(messages: list[dict[str, Any]], slots: int) -> list[int]:
+    """The messages (indices, at most ``slots``) that end a cached prefix: user messages,
+    which every request of a branch sends unchanged:
+
+    * the last one: the next request of this branch reads everything up to it;
+    * the one before, when the last mark's lookback (about 20 blocks) would not reach it
+      (a turn of many tool calls): the previous request of the branch, or the turn a
+      fork or rerun starts from, ended there and wrote it;
+    * then milestones, latest first: every 4th user message, counted from the first. A
+      milestone was the last message of an earlier request (so it was written then), and
+      marking it again only reads it and keeps it alive: a fork or a rerun of an earlier
+      turn, whose own marks include the milestones before it, finds one cached however
+      long ago its own turn was."""
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users or slots < 1:
+        return []
+    chosen = [users[-1]]
+    if len(users) > 1:
+        since = sum(_blocks(messages[i]["content"]) for i in range(users[-2] + 1, users[-1] + 1))
+        if since > LOOKBACK_BLOCKS:
+            chosen.append(users[-2])
+    for ordinal in range(len(users) - 1, 0, -1):
+        if len(chosen) >= slots:
+            break
+        if ordinal % MILESTONE == 0 and users[ordinal - 1] not in chosen:
+            chosen.append(users[ordinal - 1])
+    return sorted(chosen[:slots])
+
+
+def mark_cache_breakpoints(body: dict[str, Any], policy: CachePolicy) -> None:
+    """Mark ``body``'s breakpoints (in place): the system prompt (with the tools before it)
+    when it is long enough to be cached on its own, then ``cache_breakpoints``. A marked
+    string becomes one text block: the same prompt."""
+    marker = cache_marker(policy)
+    slots = MAX_BREAKPOINTS
+    system = body.get("system")
+    if isinstance(system, str) and system:
+        # Generous (English runs about 4 characters a token): a prompt near the minimum is
+        # marked rather than missed; a mark on a prefix too short costs nothing.
+        estimate = (len(system) + len(json.dumps(body.get("tools") or []))) // 3
+        if estimate >= min_cacheable(str(body["model"])):
+            body["system"] = [{"type": "text", "text": system, "cache_control": marker}]
+            slots -= 1
+    messages = body["messages"]
+    for i in cache_breakpoints(messages, slots):
+        content = messages[i]["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+        blocks[-1] = {**blocks[-1], "cache_control": marker}
+        messages[i] = {**messages[i], "content": blocks}
 
 
 def answer_tool(schema: ResponseSchema) -> dict[str, Any]:

@@ -11,7 +11,9 @@
 The key goes in the ``api-key`` header (``AZURE_OPENAI_API_KEY``); an Entra ID token in
 ``AZURE_OPENAI_AD_TOKEN`` is sent as a bearer token instead, never both. The stream is
 OpenAI's, plus chunks that carry only content-filter results (no ``choices`` or no
-``delta``), which are skipped; errors carry a string ``code``.
+``delta``), which are skipped; errors carry a string ``code``. Prompt caching is OpenAI's
+(automatic, ``prompt_cache_key`` per tree, see ``openai``); caches are not shared between
+Azure subscriptions.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 class AzureOpenAIProvider(OpenAICompatibleProvider):
     name = "azure"
     reads_documents = True
+    sends_cache_key = True
     key_variable = KEYS["azure"].variable
     token_variable = KEYS["azure"].alternatives[0]
     key_required = True

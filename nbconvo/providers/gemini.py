@@ -8,6 +8,12 @@ Body: ``contents`` with roles ``user``/``model`` (same-role neighbours merged),
 closes (events may end in CRLF). ``finishReason`` and ``promptFeedback.blockReason`` are
 shown to the user. A failure after the stream began arrives as bare JSON, not ``data:``.
 
+Prompt caching is Gemini's implicit caching (2.5 and later): a request whose start matches a
+recent one's is billed less, with nothing to send, so ``request.cache`` changes nothing
+here; the history goes first and unchanged from turn to turn (the system instruction
+apart, before it). ``cachedContentTokenCount`` (part of ``promptTokenCount``) is what was
+read from the cache.
+
 Tools go as ``functionDeclarations`` with the JSON schema as ``parameters_json_schema``
 (the field and spelling google-genai sends for a plain JSON schema: it takes ``anyOf``,
 ``default`` and ``enum`` as they are). A call arrives whole, as a ``functionCall`` part;
@@ -233,7 +239,10 @@ class GeminiProvider(HTTPProvider):
             output = int(usage.get("candidatesTokenCount") or 0)
             thoughts = int(usage.get("thoughtsTokenCount") or 0)
             yield Usage(
-                int(usage["promptTokenCount"]), output + thoughts, reasoning_tokens=thoughts
+                int(usage["promptTokenCount"]),  # an implicit cache hit is part of it
+                output + thoughts,
+                cached_input_tokens=int(usage.get("cachedContentTokenCount") or 0),
+                reasoning_tokens=thoughts,
             )
 
     def _finish(self, reason: str, usage: dict[str, Any]) -> Finish:

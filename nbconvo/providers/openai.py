@@ -18,6 +18,17 @@ parts in the history (another API's) are left out. The GPT-5.2 family and later 
 effort beside function tools here: it is dropped with a note (the Responses API,
 ``openai-responses:``, takes both); a 400 naming ``reasoning_effort`` from an unknown model
 is retried once without it, as one naming ``temperature`` is.
+
+Prompt caching is automatic (prompts of 1,024 tokens and more); OpenAI's and Azure's own
+services get ``prompt_cache_key`` (the conversation tree's key, ``request.cache``) so a
+tree's requests reach the machines that hold its prefixes. No ``prompt_cache_retention``:
+it is deprecated (``prompt_cache_options.ttl`` replaces it, GPT-5.6 and later, one value),
+extended retention is already the default where it is allowed, and Azure refuses the field
+on models without it. A service that refuses ``prompt_cache_key`` (models some Azure
+resources serve) gets the request again without it, and no key after that. The usage's
+``prompt_tokens_details`` says what was read from the cache (``cached_tokens``) and, on the
+models that bill writes, written to it (``cache_write_tokens``);
+``completion_tokens_details.reasoning_tokens`` the output spent thinking.
 """
 
 from __future__ import annotations
@@ -170,6 +181,8 @@ class OpenAICompatibleProvider(HTTPProvider):
     service = "the server"
     _dropped: float | None = None  # the temperature last dropped, noted once
     _dropped_effort: str | None = None  # likewise the effort
+    sends_cache_key = False  # prompt_cache_key: OpenAI's and Azure's own services
+    _cache_key_refused = False  # the service answered 400 to it: sent no more
     # Servers that say their context window: vLLM (``max_model_len`` in ``GET /models``)
     # and llama.cpp (``n_ctx`` in ``GET /props``). OpenAI's list has no window; Ollama and
     # LM Studio report the model's trained length, not the one they run with.
@@ -265,6 +278,8 @@ class OpenAICompatibleProvider(HTTPProvider):
             body["seed"] = request.seed
         if request.effort is not None:
             body["reasoning_effort"] = request.effort
+        if request.cache is not None and self.sends_cache_key and not self._cache_key_refused:
+            body["prompt_cache_key"] = request.cache.key
         return body
 
     def _describe_error(
@@ -340,6 +355,13 @@ class OpenAICompatibleProvider(HTTPProvider):
                 dropped = yield from self._drop_temperature(body, "the model rejected it")
             elif "reasoning_effort" in body and "reasoning_effort" in said:
                 effort = yield from self._drop_effort(body, "the model rejected it")
+            elif "prompt_cache_key" in body and "prompt_cache_key" in said:
+                body.pop("prompt_cache_key")
+                self._cache_key_refused = True
+                yield Notice(
+                    f"{self.label} refuses prompt_cache_key: sent without it (its caching, "
+                    "if any, stays automatic)"
+                )
             else:
                 raise
             yield from self._sse().stream(
@@ -412,10 +434,7 @@ class OpenAICompatibleProvider(HTTPProvider):
                         finish = Finish("tool_calls") if finish.reason == "stop" else finish
             reported = chunk.get("usage")
             if type(reported) is dict and "prompt_tokens" in reported:
-                usage = Usage(
-                    int(reported.get("prompt_tokens") or 0),
-                    int(reported.get("completion_tokens") or 0),
-                )
+                usage = chat_usage(reported)
                 yield usage
         if finish is None and not done:
             raise ServiceError(
@@ -448,6 +467,22 @@ class OpenAICompatibleProvider(HTTPProvider):
         if kind.isdigit():  # Azure may send the HTTP status as the code
             transient = int(kind) in RETRYABLE_STATUS
         return ServiceError(f"{self.label} failed mid-answer: {message}", retryable=transient)
+
+
+def chat_usage(reported: dict[str, Any]) -> Usage:
+    """Chat Completions usage: the whole prompt, of it what was read from the cache and
+    written to it, and the output with the tokens it spent reasoning."""
+    prompt = reported.get("prompt_tokens_details")
+    prompt = prompt if isinstance(prompt, dict) else {}
+    completion = reported.get("completion_tokens_details")
+    completion = completion if isinstance(completion, dict) else {}
+    return Usage(
+        int(reported.get("prompt_tokens") or 0),
+        int(reported.get("completion_tokens") or 0),
+        cached_input_tokens=int(prompt.get("cached_tokens") or 0),
+        cache_write_tokens=int(prompt.get("cache_write_tokens") or 0),
+        reasoning_tokens=int(completion.get("reasoning_tokens") or 0),
+    )
 
 
 class _ToolCalls:
@@ -500,6 +535,7 @@ class _ToolCalls:
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
     reads_documents = True
+    sends_cache_key = True
     key_variable = KEYS["openai"].variable
     key_required = True
     service = "OpenAI"

@@ -223,6 +223,7 @@ def test_a_data_part_an_image_and_a_pdf_go_as_the_official_sdks_send_them(
     footer = shell.display_pub.plain()[-1]
     assert footer.endswith(" · report.pdf: PDF, 1 page")
     convo = nbconvo.current()
+    convo.cache = False  # the same bodies with caching: tests/unit/test_prompt_cache.py
     chat = convo.request("Which point is missing?", TurnOptions(max_tokens=300))
     assert any(isinstance(m["content"], tuple) for m in chat.messages)  # the image went as a part
     ours = run(convo.provider(convo.model_spec()), chat)

@@ -6,7 +6,8 @@ with the deployment as ``model``. It takes an ``api-key`` header or an Entra bea
 (on v1, the key as a bearer too), and streams like Azure: a first chunk with empty ``choices`` and only
 ``prompt_filter_results``, content chunks with ``content_filter_results``, a chunk with no
 ``delta`` (asynchronous filtering), the finish chunk, the usage chunk, ``[DONE]``.
-Errors carry a string ``code``.
+Errors carry a string ``code``. Prompt caching is OpenAI's automatic caching
+(``base.AutomaticPromptCache``, by ``clock``): the usage chunk reports ``cached_tokens``.
 
 Scenarios (``Canned``): any status/body/headers, ``error_after``, ``reset_after``,
 ``malformed_after``, ``finish`` (e.g. ``content_filter``, ``length``), ``tool_calls``
@@ -18,16 +19,21 @@ Scenarios (``Canned``): any status/body/headers, ``error_after``, ``reset_after`
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.fakes.base import (
+    AutomaticPromptCache,
     Canned,
     Exchange,
     FakeServer,
     chat_answer,
     chat_content_text,
     chat_messages_error,
+    chat_prompt_tokens,
     chat_tools_error,
+    chat_usage,
     count_tokens,
     openai_tool_deltas,
     tool_steps,
@@ -64,9 +70,11 @@ class FakeAzure(FakeServer):
         ad_token: str | None = None,
         deployments: set[str] | None = None,
         context_window: int = 128_000,
+        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(api_key=api_key, **kwargs)
+        self.prompt_cache = AutomaticPromptCache(clock)
         self.ad_token = ad_token
         self.deployments = deployments if deployments is not None else {"gpt-4o-prod"}
         self.context_window = context_window
@@ -296,17 +304,13 @@ class FakeAzure(FakeServer):
             }
         )
         if include_usage:
-            ex.event(
-                {
-                    **base,
-                    "choices": [],
-                    "usage": {
-                        "prompt_tokens": tokens,
-                        "completion_tokens": sent + len(calls),
-                        "total_tokens": tokens + sent + len(calls),
-                    },
-                }
+            prompt = chat_prompt_tokens(body, framing=4)  # as ``tokens`` counts them
+            key = ex.header("api-key") or ex.header("authorization")
+            cached, written = self.prompt_cache.serve(
+                key, base["model"], prompt, body.get("prompt_cache_key")
             )
+            usage = chat_usage(tokens, sent + len(calls), cached, written)
+            ex.event({**base, "choices": [], "usage": usage})
         ex.event("[DONE]")
 
 

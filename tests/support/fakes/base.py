@@ -7,11 +7,13 @@ A provider fake subclasses ``FakeServer`` and implements ``handle(exchange)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,7 +55,178 @@ def default_answer(users: list[str]) -> str:
 
 
 def count_tokens(text: str) -> int:
+    """The fakes' token count: one a word, plus one (deterministic, no tokenizer)."""
     return len(text.split()) + 1
+
+
+# -- prompt caching ----------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock a test moves by hand: the fakes' prompt caches expire by the clock they are
+    given (``time.monotonic`` by default), so a test of a TTL needs no waiting."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class CacheEntry:
+    tokens: int  # the length of the cached prefix
+    expires: float
+    ttl: float
+
+
+class PrefixCache:
+    """Cached prompt prefixes: an entry per scope (an API key and what else separates
+    caches) and prefix hash, with the prefix's length in tokens and when it expires. What
+    a provider's prompt cache keeps (the prefix's KV states), without the states."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.entries: dict[tuple[Hashable, str], CacheEntry] = {}
+        self.lock = threading.Lock()  # the fakes serve requests on threads
+
+    def alive(self, scope: Hashable, key: str) -> CacheEntry | None:
+        entry = self.entries.get((scope, key))
+        if entry is not None and entry.expires <= self.clock():
+            del self.entries[(scope, key)]
+            return None
+        return entry
+
+    def put(self, scope: Hashable, key: str, tokens: int, ttl: float) -> None:
+        """Write an entry, or refresh one: it lives ``ttl`` seconds from now (a longer
+        remaining life is kept)."""
+        now = self.clock()
+        entry = self.alive(scope, key)
+        if entry is not None and entry.expires >= now + ttl:
+            return
+        self.entries[(scope, key)] = CacheEntry(tokens, now + ttl, ttl)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+def prefix_hashes(pieces: Iterable[str]) -> list[str]:
+    """The hash of every prefix of ``pieces``: the i-th names pieces[0..i] (a running
+    hash, so a prefix's name does not depend on what follows it)."""
+    running = hashlib.sha256()
+    out = []
+    for piece in pieces:
+        running.update(piece.encode())
+        running.update(b"\x00")
+        out.append(running.hexdigest())
+    return out
+
+
+# Models that bill (and report) cache writes on Chat Completions: the GPT-5.6 family and
+# later (OpenAI's prompt-caching guide); earlier ones cache without a write fee.
+_WRITES_REPORTED = re.compile(r"^gpt-(?:5\.(?:[6-9]|\d\d)|[6-9])")
+
+
+class AutomaticPromptCache:
+    """OpenAI's automatic prompt caching (Chat Completions, and Azure's), as OpenAI's
+    prompt-caching guide describes it:
+
+    * prompts of ``MINIMUM`` (1,024) tokens or more are cached, hits come in ``STEP``
+      (128-token) increments: a hit is the longest cached prefix of 1,024, 1,152, …
+      tokens (here: every such prefix of a prompt is kept, so a hit is the longest common
+      prefix with an earlier prompt, rounded down to the increment);
+    * a request goes to a machine chosen by the hash of its first ``ROUTE_TOKENS`` (256)
+      tokens together with its ``prompt_cache_key``; a machine's cache is its own. More
+      than ``ROUTE_RPM`` (15) requests a minute on one route overflow to other machines:
+      those find nothing and keep nothing here (a key per conversation keeps its route to
+      itself);
+    * a prefix is kept ``ttl`` seconds after its last use (in-memory retention clears
+      caches after 5 to 10 minutes of inactivity: 10 here);
+    * usage: ``cached_tokens`` read, and for the GPT-5.6 family and later, whose writes
+      are billed, ``cache_write_tokens`` (the prompt's cacheable length beyond the hit).
+
+    Each scope is also the API key (caches are not shared between organizations)."""
+
+    MINIMUM = 1_024
+    STEP = 128
+    ROUTE_TOKENS = 256
+    ROUTE_RPM = 15
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, ttl: float = 600.0) -> None:
+        self.cache = PrefixCache(clock)
+        self.clock = clock
+        self.ttl = ttl
+        self.recent: dict[Hashable, deque[float]] = {}  # request times by route
+
+    def serve(
+        self, api_key: str, model: str, tokens: list[str], cache_key: str | None
+    ) -> tuple[int, int]:
+        """Read and write the cache for a prompt of ``tokens``: (cached, written), as
+        the usage reports them (written is 0 where writes are not reported)."""
+        with self.cache.lock:
+            route = (api_key, model, cache_key, tuple(tokens[: self.ROUTE_TOKENS]))
+            now = self.clock()
+            times = self.recent.setdefault(route, deque())
+            while times and times[0] <= now - 60.0:
+                times.popleft()
+            times.append(now)
+            if len(times) > self.ROUTE_RPM or len(tokens) < self.MINIMUM:
+                return 0, 0  # overflowed to another machine, or too short to cache
+            lengths = range(self.MINIMUM, len(tokens) + 1, self.STEP)
+            hashes = prefix_hashes(tokens)
+            cached = 0
+            for length in lengths:
+                if self.cache.alive(route, hashes[length - 1]) is None:
+                    break
+                cached = length
+            for length in lengths:  # written, or refreshed by this use
+                self.cache.put(route, hashes[length - 1], length, self.ttl)
+            whole = lengths[-1]
+            written = whole - cached if _WRITES_REPORTED.match(model) else 0
+            return cached, written
+
+
+def chat_prompt_tokens(body: dict[str, Any], framing: int = 3) -> list[str]:
+    """A Chat Completions prompt as the fakes' tokens: per message ``framing`` (role,
+    start, end…) and one a word of its text, as the fakes count a prompt. What is not counted
+    (tool calls, a tool's id, the request's tools and response format) still tells
+    prompts apart: it is folded into the message's role token, as it shapes the prompt."""
+    around = {k: body.get(k) for k in ("tools", "response_format") if body.get(k)}
+    out: list[str] = []
+    for message in body["messages"]:
+        rest = {k: v for k, v in message.items() if k != "content"}
+        if not isinstance(message.get("content"), str | None):
+            rest["parts"] = [p for p in message["content"] if p.get("type") != "text"]
+        if around:
+            rest["around"], around = around, {}
+        mark = hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
+        out += [f"<{mark}>", *(["<start>", "<end>", "<sep>"][: framing - 1])]
+        out += chat_content_text(message.get("content") or "").split()
+    return out
+
+
+def chat_usage(
+    prompt: int, completion: int, cached: int, written: int, reasoning: int = 0
+) -> dict[str, Any]:
+    """A Chat Completions ``usage`` with its details, as OpenAI reports them."""
+    details: dict[str, Any] = {"cached_tokens": cached, "audio_tokens": 0}
+    if written:
+        details["cache_write_tokens"] = written
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": details,
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
 
 
 def tool_said(results: list[str]) -> str:
