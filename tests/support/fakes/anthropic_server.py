@@ -21,21 +21,36 @@ Unscripted, a last user message of tool results alone is answered ``"tool said: 
 (their contents joined by "; "), and a forced tool (``tool_choice`` ``tool``, or ``any``:
 the last tool) is called with an input matching its schema (``base.example``), which is
 how nbconvo asks for a structured answer.
+
+Prompt caching, as Anthropic's prompt-caching guide describes it (``PromptCache``):
+``cache_control`` breakpoints (at most four; a one-hour TTL never after a five-minute one),
+a prefix written only where a breakpoint ends it and only when it reaches the model's
+minimum length, a read that finds the longest live prefix ending at a breakpoint or at
+one of the 20 blocks before one, entries kept 5 minutes (or 1 hour) after their last use
+by the fake's ``clock``, caches apart per key and model. The usage reports
+``cache_read_input_tokens``, ``cache_creation_input_tokens`` (split by TTL in
+``cache_creation``) and the rest as ``input_tokens``; ``Canned(options={"thinking_tokens":
+N})`` adds thinking to the output and to ``output_tokens_details``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tests.support.fakes.base import (
     Canned,
     Exchange,
     FakeServer,
+    PrefixCache,
     count_tokens,
     example,
     fragments,
+    prefix_hashes,
     tool_said,
 )
 
@@ -63,11 +78,13 @@ class FakeAnthropic(FakeServer):
         api_key: str = "sk-ant-" + "test-fake-key-0000000000",
         models: set[str] | None = None,
         context_window: int = 200_000,
+        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         super().__init__(api_key=api_key, **kwargs)
         self.models = models  # None: any model name is served
         self.context_window = context_window
+        self.prompt_cache = PromptCache(clock)
 
     def handle(self, ex: Exchange) -> None:
         if ex.seen.method != "POST" or ex.path not in ("/v1/messages", "/v1/messages/count_tokens"):
@@ -99,6 +116,10 @@ class FakeAnthropic(FakeServer):
         if ex.path.endswith("count_tokens"):
             ex.json(200, {"input_tokens": tokens})
             return
+        problem = cache_control_error(body)
+        if problem:
+            ex.json(400, error_body("invalid_request_error", problem))
+            return
         self.requests.append(body)
         canned = self.next_canned()
         if canned.status != 200:
@@ -106,7 +127,8 @@ class FakeAnthropic(FakeServer):
             ex.json(canned.status, payload, {"request-id": "req_011fake", **canned.headers})
             return
         pieces, calls = self._answer(body, canned)
-        self._stream(ex, body, pieces, canned, tokens, calls)
+        usage = self.prompt_cache.serve(key, body)
+        self._stream(ex, body, pieces, canned, usage, calls)
 
     def _answer(
         self, body: dict[str, Any], canned: Canned
@@ -133,7 +155,7 @@ class FakeAnthropic(FakeServer):
         body: dict[str, Any],
         pieces: list[str],
         canned: Canned,
-        tokens: int,
+        counts: CacheUsage,
         calls: list[tuple[str, str]] | None = None,
     ) -> None:
         ex.start_stream("text/event-stream; charset=utf-8", {"request-id": "req_011fake"})
@@ -142,10 +164,8 @@ class FakeAnthropic(FakeServer):
             ex.event(payload, event=payload["type"])
 
         usage = {
-            "input_tokens": tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+            **counts.fields(),
+            "cache_creation": counts.creation(),
             "output_tokens": 1,
             "service_tier": "standard",
         }
@@ -230,16 +250,15 @@ class FakeAnthropic(FakeServer):
             index += 1
         if stop != "max_tokens":
             sent += self._tool_blocks(send, calls or [], index)
+        thinking = int(canned.options.get("thinking_tokens", 0))
+        final: dict[str, Any] = {**counts.fields(), "output_tokens": sent + thinking}
+        if thinking:
+            final["output_tokens_details"] = {"thinking_tokens": thinking}
         send(
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": {
-                    "input_tokens": tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                    "output_tokens": sent,
-                },
+                "usage": final,
             }
         )
         send({"type": "message_stop"})
@@ -429,3 +448,187 @@ def validate(body: Any, version: str, *, count_only: bool = False) -> str | None
         if i > 0 and messages[i - 1].get("role") == role:
             return 'messages: roles must alternate between "user" and "assistant"'
     return blocks_error(messages) or tools_error(body)
+
+
+# -- prompt caching ----------------------------------------------------------------------
+
+# The shortest prefix each model caches (Anthropic's prompt-caching guide, late 2026):
+# the longest matching name wins; other models 1,024 tokens.
+MIN_CACHEABLE = {
+    "claude-opus-5": 512,
+    "claude-fable-5": 512,
+    "claude-mythos-5": 512,
+    "claude-opus-4-7": 2_048,
+    "claude-opus-4-6": 4_096,
+    "claude-opus-4-5": 4_096,
+    "claude-haiku-4-5": 4_096,
+}
+DEFAULT_MIN_CACHEABLE = 1_024
+TTL_SECONDS = {"5m": 300.0, "1h": 3_600.0}
+LOOKBACK = 20  # blocks before a breakpoint where a read also looks for a cached prefix
+MAX_BREAKPOINTS = 4
+
+
+def min_cacheable(model: str) -> int:
+    names = [name for name in MIN_CACHEABLE if model.startswith(name)]
+    return MIN_CACHEABLE[max(names, key=len)] if names else DEFAULT_MIN_CACHEABLE
+
+
+@dataclass
+class Unit:
+    """One block of a request in prompt order (tools, system, messages): what it adds to
+    the prompt (its canonical form, without ``cache_control``), its tokens, and its
+    breakpoint's TTL if it carries one."""
+
+    piece: str
+    tokens: int
+    ttl: str | None
+
+
+@dataclass
+class CacheUsage:
+    uncached: int
+    read: int
+    written_5m: int = 0
+    written_1h: int = 0
+
+    def fields(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.uncached,
+            "cache_creation_input_tokens": self.written_5m + self.written_1h,
+            "cache_read_input_tokens": self.read,
+        }
+
+    def creation(self) -> dict[str, int]:
+        return {
+            "ephemeral_5m_input_tokens": self.written_5m,
+            "ephemeral_1h_input_tokens": self.written_1h,
+        }
+
+
+def _marker_ttl(block: Any) -> str | None:
+    marker = block.get("cache_control") if isinstance(block, dict) else None
+    if not isinstance(marker, dict):
+        return None
+    return str(marker.get("ttl") or "5m")
+
+
+def _canonical(where: str, block: Any) -> str:
+    if isinstance(block, dict):
+        block = {k: v for k, v in block.items() if k != "cache_control"}
+    return json.dumps([where, block], sort_keys=True)
+
+
+def cache_units(body: dict[str, Any]) -> list[Unit]:
+    """The request as blocks in the order Anthropic renders a prompt (tools, system,
+    messages), each with the tokens the fake counts for it: ``input_tokens(body)`` split
+    by block (a word a token; the one token the fake adds to the system, and to each
+    message, on its first block). A string system or content is one text block: the
+    same prompt as the block, so a breakpoint added or moved changes no prefix."""
+    units = [Unit(_canonical("tool", t), 0, _marker_ttl(t)) for t in body.get("tools") or []]
+    extra = 1  # the system's token, on the first block after the tools
+    system = body.get("system") or []
+    for block in [{"type": "text", "text": system}] if isinstance(system, str) else system:
+        words = len(str(block.get("text", "")).split())
+        units.append(Unit(_canonical("system", block), words + extra, _marker_ttl(block)))
+        extra = 0
+    for message in body["messages"]:
+        content = message["content"]
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        extra += 1  # the message's own token
+        for block in blocks:
+            words = len(str(block.get("text", "")).split()) if block.get("type") == "text" else 0
+            units.append(
+                Unit(_canonical(message["role"], block), words + extra, _marker_ttl(block))
+            )
+            extra = 0
+    if extra and units:
+        units[-1].tokens += extra
+    automatic = body.get("cache_control")
+    if isinstance(automatic, dict) and units:  # top level: the last block's breakpoint
+        units[-1].ttl = str(automatic.get("ttl") or "5m")
+    return units
+
+
+def cache_control_error(body: dict[str, Any]) -> str | None:
+    """What the API answers for breakpoints it refuses: more than four, an unknown type or
+    TTL, or a one-hour TTL after a five-minute one."""
+    blocks = list(body.get("tools") or [])
+    system = body.get("system")
+    blocks += system if isinstance(system, list) else []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        blocks += content if isinstance(content, list) else []
+    markers = [b["cache_control"] for b in blocks if isinstance(b, dict) and "cache_control" in b]
+    if isinstance(body.get("cache_control"), dict):
+        markers.append(body["cache_control"])
+    for marker in markers:
+        if not isinstance(marker, dict) or marker.get("type") != "ephemeral":
+            return "cache_control.type: Input should be 'ephemeral'"
+        if marker.get("ttl", "5m") not in TTL_SECONDS:
+            return "cache_control.ttl: Input should be '5m' or '1h'"
+    if len(markers) > MAX_BREAKPOINTS:
+        return (
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {len(markers)}."
+        )
+    ttls = [str(m.get("ttl", "5m")) for m in markers]
+    if "5m" in ttls and "1h" in ttls[ttls.index("5m") :]:
+        return (
+            "a cache_control block with ttl='1h' cannot come after one with ttl='5m': "
+            "longer TTLs must come first"
+        )
+    return None
+
+
+class PromptCache:
+    """Anthropic's prompt cache, as its guide describes it. A prefix is cached only where a
+    breakpoint ends it, and only when it has the model's minimum tokens. A request reads
+    the longest live prefix ending at one of its breakpoints or at one of the ``LOOKBACK``
+    blocks before one (the prefix is matched exactly: everything before, in prompt
+    order, identical; ``cache_control`` itself is no part of it). It writes every
+    breakpoint past what it read, and refreshes what it read: an entry lives its TTL
+    after its last use. A breakpoint inside the prefix read gets an entry at no cost
+    (those tokens were read). Tokens: ``uncached`` (after the last breakpoint, or not
+    cacheable) + ``read`` + written, the whole prompt the fake counts."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cache = PrefixCache(clock)
+
+    def serve(self, api_key: str, body: dict[str, Any]) -> CacheUsage:
+        units = cache_units(body)
+        total = sum(u.tokens for u in units)
+        ends: list[int] = []  # tokens up to and including each block
+        for unit in units:
+            ends.append((ends[-1] if ends else 0) + unit.tokens)
+        hashes = prefix_hashes(u.piece for u in units)
+        marks = [i for i, u in enumerate(units) if u.ttl is not None]
+        scope = (api_key, body["model"])
+        minimum = min_cacheable(body["model"])
+        with self.cache.lock:
+            read_at = -1
+            for mark in marks:
+                for i in range(max(0, mark - LOOKBACK), mark + 1):
+                    if i > read_at and self.cache.alive(scope, hashes[i]) is not None:
+                        read_at = i
+            read = ends[read_at] if read_at >= 0 else 0
+            usage = CacheUsage(total - read, read)
+            if read_at >= 0:
+                ttl = self.cache.alive(scope, hashes[read_at])
+                self.cache.put(scope, hashes[read_at], read, ttl.ttl if ttl else 300.0)
+            done = read
+            for mark in marks:
+                ttl = units[mark].ttl or "5m"
+                if ends[mark] < minimum:
+                    continue  # too short to cache: nothing written, no error
+                self.cache.put(scope, hashes[mark], ends[mark], TTL_SECONDS[ttl])
+                if mark <= read_at:
+                    continue
+                written = ends[mark] - done
+                done = ends[mark]
+                if ttl == "1h":
+                    usage.written_1h += written
+                else:
+                    usage.written_5m += written
+                usage.uncached -= written
+            return usage

@@ -11,7 +11,10 @@ Scenarios (``Canned``): any status and body (e.g. 429 with ``RetryInfo``), ``err
 (a bare JSON error object mid-stream, as the real service sends), ``reset_after``,
 ``malformed_after``, ``finish`` (``MAX_TOKENS``, ``SAFETY`` …), and ``options``:
 ``block`` (a ``promptFeedback.blockReason``), ``thought_signature`` (an empty-text part
-carrying one), ``finish_only`` (the finish reason in a last chunk without content).
+carrying one), ``finish_only`` (the finish reason in a last chunk without content),
+``usage`` (fields added to the last chunk's ``usageMetadata``, such as an implicit cache
+hit's ``cachedContentTokenCount`` or a thinking model's ``thoughtsTokenCount``, which is
+added to ``totalTokenCount`` as Gemini counts it).
 
 Tools: ``Canned(tool_calls=[(name, arguments JSON), …], pieces=[…])`` streams the text
 pieces, then one ``functionCall`` part per call (``args`` an object, no id), each in a
@@ -366,6 +369,9 @@ class FakeGemini(FakeServer):
             "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}],
             "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": output}],
         }
+        extra = dict(canned.options.get("usage") or {})
+        final_usage.update(extra)
+        final_usage["totalTokenCount"] += int(extra.get("thoughtsTokenCount") or 0)
         if canned.options.get("finish_only") or not chunks:
             chunks.append(
                 {

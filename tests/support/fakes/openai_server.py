@@ -17,6 +17,13 @@ arguments in fragments of ``chunk_size``, parallel calls interleaved) and finish
 ``tool_calls``. Unscripted, a request whose last messages are tool results is answered
 ``"tool said: <their contents joined by '; '>"``, and one with a ``json_schema``
 ``response_format`` with a JSON object matching it (``base.example``).
+
+Prompt caching: automatic, as ``base.AutomaticPromptCache`` describes (1,024 tokens and
+more, 128-token increments, routed by ``prompt_cache_key`` and the prompt's start, kept
+``cache_ttl`` seconds after its last use by ``clock``); the usage chunk reports
+``prompt_tokens_details.cached_tokens`` (and ``cache_write_tokens`` for the models that
+bill writes) and ``completion_tokens_details.reasoning_tokens``
+(``Canned(options={"reasoning_tokens": N})``, counted in the completion tokens).
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ from typing import Any
 
 from tests.support.fakes import base
 from tests.support.fakes.base import (
+    AutomaticPromptCache,
     Exchange,
     FakeServer,
     chat_answer,
     chat_content_text,
     chat_messages_error,
+    chat_prompt_tokens,
     chat_tools_error,
+    chat_usage,
     openai_tool_deltas,
     tool_steps,
 )
@@ -68,6 +78,8 @@ class FakeOpenAI(FakeServer):
         idle_timeout: float = 600.0,
         model_fields: dict[str, Any] | None = None,
         props: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cache_ttl: float = 600.0,
     ) -> None:
         super().__init__(api_key=api_key or "", chunk_size=chunk_size, idle_timeout=idle_timeout)
         self.check_key = api_key is not None  # None: a local server that takes any key
@@ -78,6 +90,7 @@ class FakeOpenAI(FakeServer):
         self.send_usage = send_usage
         self.requests: list[dict[str, Any]] = []
         self.script: Any = self.script  # holds this module's Canned
+        self.prompt_cache = AutomaticPromptCache(clock, cache_ttl)
 
     @property
     def gets(self) -> list[str]:
@@ -205,15 +218,13 @@ class FakeOpenAI(FakeServer):
         finish = canned.finish or ("tool_calls" if calls else canned.finish_reason)
         exchange.event(chunk({}, finish))
         if include_usage and self.send_usage:
-            prompt = sum(
-                len(chat_content_text(m.get("content") or "").split()) + 3 for m in body["messages"]
+            tokens = chat_prompt_tokens(body)
+            cached, written = self.prompt_cache.serve(
+                self.api_key, body["model"], tokens, body.get("prompt_cache_key")
             )
-            completion = len(pieces) + len(calls)
-            usage = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
+            reasoning = int(canned.options.get("reasoning_tokens", 0))
+            completion = len(pieces) + len(calls) + reasoning
+            usage = chat_usage(len(tokens), completion, cached, written, reasoning)
             exchange.event({**head, "choices": [], "usage": usage})
         exchange.event("[DONE]")
 
@@ -232,6 +243,15 @@ def _validate(body: Any) -> str | None:
         return problem
     if body.get("stream") is not True:
         return "this fake only serves stream=true"
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        return "Invalid type for 'prompt_cache_key': expected a string"
+    retention = body.get("prompt_cache_retention")
+    if retention is not None and retention not in ("in_memory", "24h"):
+        return (
+            f"Invalid value: '{retention}'. Supported values are: 'in_memory' and '24h'. "
+            "(prompt_cache_retention)"
+        )
     if (
         "max_tokens" in body
         and "max_completion_tokens" in body
