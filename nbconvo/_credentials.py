@@ -23,6 +23,7 @@ KEYS: dict[str, KeySource] = {
     source.provider: source
     for source in (
         KeySource("openai", "OPENAI_API_KEY", default_model="openai:gpt-5.5"),
+        KeySource("openai-responses", "OPENAI_API_KEY"),  # the same key, another API
         KeySource("anthropic", "ANTHROPIC_API_KEY", default_model="anthropic:claude-sonnet-5-5"),
         KeySource(
             "gemini", "GEMINI_API_KEY", ("GOOGLE_API_KEY",), default_model="gemini:gemini-3.5-flash"

@@ -217,6 +217,7 @@ def lookup(spec: str) -> ModelInfo | None:
 
 def known_names(prefix: str) -> list[str]:
     """The model names (or name prefixes) the table knows for a provider, for messages."""
+    prefix = "openai" if prefix == "openai-responses" else prefix  # the same models
     names = (key.partition(":")[2] for key in KNOWN_MODELS if key.startswith(f"{prefix}:"))
     return [name for name in names if name]
 

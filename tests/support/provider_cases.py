@@ -21,6 +21,7 @@ from tests.support.fakes import (
     copilot_server,
     gemini_server,
     openai_server,
+    responses_server,
 )
 from tests.support.fakes import base as fake_base
 
@@ -141,6 +142,15 @@ CASES = [
         lambda fake: {"OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": fake.base_url},
         _openai_error,
         openai_server.Canned,
+    ),
+    Case(
+        "openai-responses",
+        "openai-responses:gpt-4.1",
+        "OPENAI_API_KEY",
+        lambda: responses_server.FakeResponses(api_key=OPENAI_KEY),
+        lambda fake: {"OPENAI_API_KEY": OPENAI_KEY, "OPENAI_BASE_URL": fake.base_url},
+        _openai_error,
+        fake_base.Canned,
     ),
     Case(
         "anthropic",

@@ -31,6 +31,8 @@ def history(case: Case, fake: Any) -> list[str]:
         return [m["content"] for m in body["messages"]]
     if case.name == "gemini":
         return [c["parts"][0]["text"] for c in body["contents"]]
+    if case.name == "openai-responses":
+        return [item["content"] for item in body["input"]]
     conversation = fake.conversations[fake.seen[-1].path.split("/")[-2]]
     texts = [
         c["text"].split(": ", 1)[1]
@@ -50,6 +52,8 @@ def system_seen(case: Case, fake: Any) -> str:
         return str(body["system"])
     if case.name == "gemini":
         return str(body["systemInstruction"]["parts"][0]["text"])
+    if case.name == "openai-responses":
+        return str(body["instructions"])
     conversation = fake.conversations[fake.seen[-1].path.split("/")[-2]]
     return str(conversation.context[0]["text"])
 
@@ -180,6 +184,7 @@ def test_finish_notice_shown_for_a_filtered_answer(
     case, fake, shell = live
     scenario = {
         "openai": lambda: case.canned(finish_reason="content_filter"),
+        "openai-responses": lambda: Canned(finish="content_filter"),
         "azure": lambda: Canned(finish="content_filter"),
         "anthropic": lambda: Canned(finish="refusal"),
         "gemini": lambda: Canned(finish="SAFETY"),

@@ -22,6 +22,9 @@ Unscripted, a last user message of tool results alone is answered ``"tool said: 
 the last tool) is called with an input matching its schema (``base.example``), which is
 how nbconvo asks for a structured answer.
 
+Thinking (``thinking`` adaptive or enabled, ``output_config.effort``): checked and
+streamed as ``fakes.thinking`` describes (a signed ``thinking`` block before the text).
+
 Prompt caching, as Anthropic's prompt-caching guide describes it (``PromptCache``):
 ``cache_control`` breakpoints (at most four; a one-hour TTL never after a five-minute one),
 a prefix written only where a breakpoint ends it and only when it reaches the model's
@@ -52,6 +55,12 @@ from tests.support.fakes.base import (
     fragments,
     prefix_hashes,
     tool_said,
+)
+from tests.support.fakes.thinking import (
+    anthropic_thinking_blocks,
+    anthropic_thinking_error,
+    anthropic_thinking_on,
+    sign,
 )
 
 NEW_VERSION = "2026-10-21"
@@ -101,7 +110,9 @@ class FakeAnthropic(FakeServer):
             )
             return
         body = ex.seen.body
-        problem = validate(body, version, count_only=ex.path.endswith("count_tokens"))
+        problem = validate(
+            body, version, count_only=ex.path.endswith("count_tokens")
+        ) or anthropic_thinking_error(body)
         if problem:
             ex.json(400, error_body("invalid_request_error", problem))
             return
@@ -200,12 +211,17 @@ class FakeAnthropic(FakeServer):
                 {
                     "type": "content_block_delta",
                     "index": 0,
-                    "delta": {"type": "signature_delta", "signature": "c2ln"},
+                    "delta": {"type": "signature_delta", "signature": sign("hidden thoughts")},
                 }
             )
             send({"type": "content_block_stop", "index": 0})
             ex.event({"type": "future_event", "detail": 1}, event="future_event")
             index = 1
+        thought = 0  # thinking tokens (the Messages API counts them in the output)
+        if anthropic_thinking_on(body):
+            index, thought = anthropic_thinking_blocks(
+                send, body, canned.options, index, lambda text: self.pieces(text, Canned())
+            )
         text_block = bool(pieces) or not calls  # an answer of calls alone has no text
         if text_block:
             send(
@@ -250,7 +266,7 @@ class FakeAnthropic(FakeServer):
             index += 1
         if stop != "max_tokens":
             sent += self._tool_blocks(send, calls or [], index)
-        thinking = int(canned.options.get("thinking_tokens", 0))
+        thinking = int(canned.options.get("thinking_tokens", 0)) + thought
         final: dict[str, Any] = {**counts.fields(), "output_tokens": sent + thinking}
         if thinking:
             final["output_tokens_details"] = {"thinking_tokens": thinking}

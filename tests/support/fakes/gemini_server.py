@@ -27,6 +27,9 @@ model's and ``functionResponse`` parts the user's, one response per call, and wi
 gave (Gemini 3 answers 400 otherwise). Unscripted, a last user turn of function
 responses alone is answered ``"tool said: …"`` (each response's ``result`` or ``error``
 joined by "; "), and a ``responseJsonSchema`` answer is a JSON object matching it.
+
+Thinking (``thinkingConfig``): checked, and with ``includeThoughts`` thought parts
+streamed first, as ``fakes.thinking`` describes.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from tests.support.fakes.base import (
     example,
     tool_said,
 )
+from tests.support.fakes.thinking import gemini_thinking_error, gemini_thought_parts
 
 _PATH = re.compile(
     r"^/(v1|v1beta)/models/([^:/]+):(streamGenerateContent|generateContent|countTokens)$"
@@ -208,7 +212,9 @@ class FakeGemini(FakeServer):
         body = camel(ex.seen.body)
         if method == "countTokens" and "generateContentRequest" in body:
             body = body["generateContentRequest"]
-        problem = validate(body, count_only=method == "countTokens")
+        problem = validate(body, count_only=method == "countTokens") or gemini_thinking_error(
+            model, body.get("generationConfig") or {}
+        )
         if not problem and self.require_signatures:
             problem = signature_error(body)
         if problem:
@@ -325,6 +331,16 @@ class FakeGemini(FakeServer):
         if limit is not None and len(pieces) > limit:
             pieces, finish = pieces[:limit], "MAX_TOKENS"
         chunks: list[Any] = []
+        thoughts = gemini_thought_parts(body, self.chunk_size * 4)  # with includeThoughts
+        for part in thoughts:
+            content = {"parts": [part], "role": "model"}
+            chunks.append(
+                {
+                    "candidates": [{"content": content, "index": 0}],
+                    "usageMetadata": intermediate_usage,
+                    **meta,
+                }
+            )
         if canned.options.get("thought_signature"):
             chunks.append(
                 {
@@ -372,6 +388,9 @@ class FakeGemini(FakeServer):
         extra = dict(canned.options.get("usage") or {})
         final_usage.update(extra)
         final_usage["totalTokenCount"] += int(extra.get("thoughtsTokenCount") or 0)
+        if thoughts:  # thinking tokens are not candidates' tokens, but count in the total
+            final_usage["thoughtsTokenCount"] = len(thoughts)
+            final_usage["totalTokenCount"] += len(thoughts)
         if canned.options.get("finish_only") or not chunks:
             chunks.append(
                 {

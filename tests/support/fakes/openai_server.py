@@ -47,6 +47,7 @@ from tests.support.fakes.base import (
     openai_tool_deltas,
     tool_steps,
 )
+from tests.support.fakes.thinking import chat_effort_error
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
@@ -238,7 +239,11 @@ def _validate(body: Any) -> str | None:
         return "The request body must be a JSON object."
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "you must provide a model parameter"
-    problem = chat_messages_error(body.get("messages"), ROLES) or chat_tools_error(body)
+    problem = (
+        chat_messages_error(body.get("messages"), ROLES)
+        or chat_tools_error(body)
+        or chat_effort_error(body)
+    )
     if problem:
         return problem
     if body.get("stream") is not True:

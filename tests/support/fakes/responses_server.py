@@ -98,8 +98,17 @@ def text_of(content: Any) -> str:
 class FakeResponses(FakeServer):
     path_prefix = "/v1"
 
-    def __init__(self, *, api_key: str = "sk-test-fake-key-000000000000", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "sk-test-fake-key-000000000000",
+        models: set[str] | None = None,
+        context_window: int = 1_047_576,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(api_key=api_key, **kwargs)
+        self.models = models  # None: any model name is served
+        self.context_window = context_window
         self.carried: list[list[str]] = []  # per request: the reasoning item ids it sent back
 
     def __enter__(self) -> FakeResponses:
@@ -119,6 +128,22 @@ class FakeResponses(FakeServer):
         if problem:
             message, param = problem if isinstance(problem, tuple) else (problem, None)
             ex.json(400, error_body(message, "invalid_request_error", param))
+            return
+        if self.models is not None and body["model"] not in self.models:
+            message = f"The model '{body['model']}' does not exist or you do not have access to it."
+            ex.json(404, {"error": {**error_body(message)["error"], "code": "model_not_found"}})
+            return
+        tokens = prompt_tokens(body)
+        if tokens > self.context_window:
+            message = (
+                f"Your input exceeds the context window of this model ({tokens} tokens > "
+                f"{self.context_window}). Please adjust your input and try again."
+            )
+            error = {
+                **error_body(message, param="input")["error"],
+                "code": "context_length_exceeded",
+            }
+            ex.json(400, {"error": error})
             return
         self.requests.append(body)
         self.carried.append(carried)
