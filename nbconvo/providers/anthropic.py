@@ -424,8 +424,10 @@ def cache_breakpoints(messages: list[dict[str, Any]], slots: int) -> list[int]:
 
 def mark_cache_breakpoints(body: dict[str, Any], policy: CachePolicy) -> None:
     """Mark ``body``'s breakpoints (in place): the system prompt (with the tools before it)
-    when it is long enough to be cached on its own, then ``cache_breakpoints``. A marked
-    string becomes one text block: the same prompt."""
+    when it is long enough to be cached on its own, then ``cache_breakpoints``: the last
+    message's by the top-level ``cache_control`` (automatic caching: a mark on the last
+    block, the messages left as they are), the others on their message's last block (a
+    marked string becomes one text block: the same prompt)."""
     marker = cache_marker(policy)
     slots = MAX_BREAKPOINTS
     system = body.get("system")
@@ -438,6 +440,9 @@ def mark_cache_breakpoints(body: dict[str, Any], policy: CachePolicy) -> None:
             slots -= 1
     messages = body["messages"]
     for i in cache_breakpoints(messages, slots):
+        if i == len(messages) - 1:
+            body["cache_control"] = marker
+            continue
         content = messages[i]["content"]
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
         blocks[-1] = {**blocks[-1], "cache_control": marker}
