@@ -24,9 +24,9 @@ call's part (saved with the turn, recorded in cassettes) and sent back with it. 
 goes back as a ``functionResponse``. A structured answer is ``responseMimeType:
 application/json`` with a ``responseJsonSchema``.
 
-Effort (``--effort``) goes as ``generationConfig.thinkingConfig`` with ``includeThoughts``
-(the thought summaries stream): a ``thinkingLevel`` for Gemini 3 and later, a
-``thinkingBudget`` by effort for Gemini 2.5 (which has no levels). Thought parts
+Effort (``--effort``) goes as ``generationConfig.thinkingConfig`` with ``include_thoughts``
+(the thought summaries stream): a ``thinking_level`` for Gemini 3 and later, a
+``thinking_budget`` by effort for Gemini 2.5 (which has no levels). Thought parts
 (``thought: true``) stream as ``ThinkingDelta`` and, once the answer moves on, make one
 ``ReasoningPart`` (with the thought signature, if one came): it goes back as the thought
 part it was, as google-genai's chat sends a whole answer back. ``thoughtsTokenCount`` is
@@ -81,11 +81,12 @@ THINKING_BUDGET: dict[Effort, int] = {"low": 1_024, "medium": 8_192, "high": 24_
 
 
 def thinking_config(model: str, effort: Effort) -> dict[str, Any]:
-    """``generationConfig.thinkingConfig`` for ``effort``: the level as google-genai
-    writes it (``LOW``…), or Gemini 2.5's budget; thoughts included, so they stream."""
+    """``generationConfig.thinkingConfig`` for ``effort``: the level, or Gemini 2.5's
+    budget; thoughts included, so they stream. Written as google-genai writes it (the
+    fields inside in snake_case, a level in capitals: the API reads both spellings)."""
     if model.startswith("gemini-2"):
-        return {"includeThoughts": True, "thinkingBudget": THINKING_BUDGET[effort]}
-    return {"includeThoughts": True, "thinkingLevel": effort.upper()}
+        return {"include_thoughts": True, "thinking_budget": THINKING_BUDGET[effort]}
+    return {"include_thoughts": True, "thinking_level": effort.upper()}
 
 
 _TOOL_TROUBLE = {

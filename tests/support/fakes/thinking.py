@@ -44,9 +44,10 @@ OPENAI_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 
 def sign(text: str) -> str:
-    """The signature the fake gives a thought: base64, tied to its text."""
-    digest = hashlib.sha256(_SECRET + text.encode()).digest()[:18]
-    return base64.b64encode(digest).decode()
+    """The signature the fake gives a thought, tied to its text: base64 in the letters both
+    alphabets share (hex digits), so an SDK that re-encodes bytes URL-safe sends it back
+    the same."""
+    return hashlib.sha256(_SECRET + text.encode()).hexdigest()[:32]
 
 
 # -- Anthropic --------------------------------------------------------------------------
