@@ -78,6 +78,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 	$(PY) bench/bench_meter.py | tee bench/out/meter.txt
 	$(PY) bench/bench_widget.py | tee bench/out/widget.txt
 	$(PY) bench/bench_values.py | tee bench/out/values.txt
+	$(PY) bench/bench_cache.py | tee bench/out/cache.txt
 	$(PY) bench/bench_load.py
 	$(PY) bench/bench_turn.py
 	$(PY) bench/bench_stream.py
