@@ -63,9 +63,13 @@ def shell(
     SESSION.archived.clear()
     SESSION._writer = None  # each test is a new kernel: a new session in the store
     ip.run_line_magic("load_ext", "nbconvo")
+    names = set(ip.user_ns)
     try:
         yield ip
     finally:
+        for name in set(ip.user_ns) - names:  # a test's variables (its tools) stay its own
+            del ip.user_ns[name]
+        SESSION.approved_tools.clear()
         nbconvo.unload_ipython_extension(ip)
         ip.extension_manager.loaded.discard("nbconvo")
         ip.config.pop("ConvoMagics", None)  # a test's `%config` is not the next test's
