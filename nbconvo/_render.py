@@ -32,6 +32,9 @@ def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None
         f"{turn.provider}:{turn.model}",
         f"{approx}{turn.input_tokens:,} → {turn.output_tokens:,} tokens",
     ]
+    reasoning = turn.billed.get("reasoning", 0)
+    if reasoning:  # of the output: what the model spent thinking
+        parts[-1] += f" ({reasoning:,} reasoning)"
     if turn.cached_tokens:
         cached = f"{turn.cached_tokens:,} of {turn.input_tokens:,} prompt tokens"
         parts.append(f"reused {cached}" if turn.provider == "llama" else f"{cached} from cache")

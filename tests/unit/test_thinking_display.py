@@ -63,6 +63,8 @@ def test_thinking_streams_above_the_answer_and_stays_collapsed(
         "First, <b>weigh</b> the options.", opaque="sig-1", provider="anthropic"
     )
     assert turn.billed["reasoning"] == 12
+    footer = next(p for p in shell.display_pub.plain() if p.startswith("turn 1 "))
+    assert "20 → 30 tokens (12 reasoning)" in footer
     assert shell.run_cell("%%turn\nAnd why?", cell_id="c2").success
     sent = thinker.requests[-1].messages[1]["content"]
     assert isinstance(sent, tuple) and isinstance(sent[0], ReasoningPart)  # sent back
