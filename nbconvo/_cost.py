@@ -61,6 +61,13 @@ class Cost:
         return text
 
 
+def short(cost: Cost) -> str:
+    """The total alone: "$0.031", "cost unknown", "$0.031 + 2 unknown"."""
+    if cost.turns and cost.unpriced == cost.turns:
+        return "cost unknown"
+    return money(cost.total) + (f" + {cost.unpriced} unknown" if cost.unpriced else "")
+
+
 def money(dollars: float) -> str:
     """Dollars with the precision a turn's cost needs: $0.0031, $1.24."""
     if dollars == 0:

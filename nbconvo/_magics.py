@@ -723,11 +723,12 @@ class ConvoMagics(Magics):
                 word = "reused" if head.provider == "llama" else "read from cache"
                 last += f", {word} {head.cached_tokens:,} of {head.input_tokens:,} prompt tokens"
             markdown, plain = f"{markdown}  \n{last}", f"{plain}\n{last}"
-        if head is not None:
+        tree_cost = convo.cost()
+        if head is not None and (tree_cost.total or tree_cost.unpriced):  # local: free, unsaid
             costs = [
                 ("last turn", convo.cost([head])),
                 (f"branch {convo.branch}", convo.branch_cost()),
-                ("tree", convo.cost()),
+                ("tree", tree_cost),
             ]
             for name, cost in costs:
                 line = f"{name}: {cost.describe()}"

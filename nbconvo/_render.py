@@ -23,6 +23,11 @@ def tool_calls(turn: Turn) -> int:
     return sum(1 for p in turn.answer_parts if isinstance(p, ToolCallPart))
 
 
+# What nbconvo writes around model text is no math: "$0.02 (… $0.01)" in a footer must
+# not be typeset by the front end's MathJax (the math in answers is marked for it).
+NO_MATH = "mathjax_ignore tex2jax_ignore"
+
+
 def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None) -> str:
     tree = convo.tree
     approx = "" if turn.usage_exact else "≈"
@@ -59,7 +64,7 @@ def footer_text(convo: Conversation, turn: Turn, meter: TokenMeter | None = None
 def footer_html(text: str) -> str:
     from html import escape
 
-    return f'<div class="nbconvo-footer"><sub>{escape(text)}</sub></div>'
+    return f'<div class="nbconvo-footer {NO_MATH}"><sub>{escape(text)}</sub></div>'
 
 
 def turn_html(convo: Conversation, turn: Turn) -> str:
@@ -145,7 +150,7 @@ def compare_html(convo: Conversation, a: str, b: str) -> str:
     tree = convo.tree
     where = f"after turn {common}" if common else "from the root"
     rows = [
-        '<table class="nbconvo-compare" style="table-layout:fixed;width:100%">',
+        f'<table class="nbconvo-compare {NO_MATH}" style="table-layout:fixed;width:100%">',
         f"<caption>Branches {escape(a)} and {escape(b)}, {where}</caption>",
         f"<thead><tr><th>{escape(a)}</th><th>{escape(b)}</th></tr></thead><tbody>",
     ]
@@ -278,7 +283,7 @@ def static_tree_html(convo: Conversation) -> str:
         f" the tree · {escape(meter.describe())}"
     )
     return (
-        '<div class="nbconvo-static" style="font-size:13px">'
+        f'<div class="nbconvo-static {NO_MATH}" style="font-size:13px">'
         f"<div>{head}</div><table>{''.join(rows)}</table>"
         "<div><sub>a picture of the conversation when this cell ran; run it to get the live"
         " widget</sub></div></div>"

@@ -52,7 +52,9 @@ def cost_line(convo: Conversation) -> str:
     tree = convo.cost()
     if not tree.total and not tree.unpriced:
         return ""
-    return f"branch {convo.branch_cost().describe()} · tree {tree.describe()}"
+    from nbconvo._cost import short
+
+    return f"branch {short(convo.branch_cost())} · tree {short(tree)}"
 
 
 class ConvoWidget(anywidget.AnyWidget):

@@ -443,7 +443,7 @@ def test_a_tool_call_is_approved_at_the_prompt_in_jupyterlab(
     from playwright.sync_api import expect
 
     cells = [
-        SETUP,
+        SETUP + "\n%convo price openai:gpt-test 2.5 10",
         'def add(a: int, b: int) -> int:\n    """Add two integers."""\n    return a + b',
         "%%turn --tools add\nWhat is 1234 + 5678?",
         "%convo",
@@ -470,9 +470,13 @@ def test_a_tool_call_is_approved_at_the_prompt_in_jupyterlab(
     expect(answer).to_contain_text("ƒ add(a=1234, b=5678) → 6912")
     expect(answer).to_contain_text("tool said: 6912")
     expect(cell.locator(".nbconvo-footer")).to_contain_text("1 tool call")
+    expect(cell.locator(".nbconvo-footer")).to_contain_text("<$0.0001")  # its cost (#18)
     cell.screenshot(path=str(ARTIFACTS / "tool-turn-jupyterlab.png"))
     run_cell(p, 3)
     widget = p.locator(".nbconvo-widget").last
+    expect(widget.locator(".nbconvo-meter-text")).to_contain_text(
+        re.compile(r"· branch <?\$[\d.]+.* · tree <?\$[\d.]+")
+    )
     widget.locator(".nbconvo-row[data-turn='1']").click()
     details = widget.locator(".nbconvo-details")
     expect(details).to_contain_text("add(a=1234, b=5678) → 6912")

@@ -40,7 +40,7 @@ def test_turn_streams_markdown_and_footer(
     plain, html = pub.plain(), pub.html()
     assert plain[0] == "echo #1: Hello there" and "<p>echo #1: Hello there</p>" in html[0]
     assert plain[1].startswith("turn 1 · main · openai:gpt-test · ") and "tokens" in plain[1]
-    assert html[1].startswith('<div class="nbconvo-footer"><sub>turn 1 · main')
+    assert html[1].startswith('<div class="nbconvo-footer mathjax_ignore tex2jax_ignore"><sub>turn 1 · main')
     assert all("text/markdown" not in output["data"] for output in pub.outputs)
     assert fake_openai.requests[0]["messages"] == [{"role": "user", "content": "Hello there"}]
     assert fake_openai.headers_seen[0]["authorization"] == f"Bearer {FAKE_KEY}"

@@ -120,7 +120,7 @@ def test_bare_convo_displays_the_widget(convo_shell: InteractiveShell) -> None:
     view = widget["application/vnd.jupyter.widget-view+json"]
     assert view["model_id"] == nbconvo.widget().model_id
     assert "ConvoWidget" in widget["text/plain"]
-    assert picture["text/html"].startswith('<div class="nbconvo-static"')
+    assert picture["text/html"].startswith('<div class="nbconvo-static mathjax_ignore tex2jax_ignore"')
 
 
 def test_a_turn_sends_one_small_delta_and_the_new_state(convo_shell: InteractiveShell) -> None:
