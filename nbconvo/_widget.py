@@ -54,6 +54,8 @@ def cost_line(convo: Conversation) -> str:
         return ""
     from nbconvo._cost import short
 
+    if tree.unpriced == tree.turns:
+        return "cost unknown"  # no turn has a price: said once
     return f"branch {short(convo.branch_cost())} · tree {short(tree)}"
 
 

@@ -140,7 +140,7 @@ def test_widget_shows_the_tree_and_fork_here_moves_the_head(lab: Lab, page: Page
     expect(widget.locator(".nbconvo-head")).to_have_attribute("data-turn", "2")
     expect(widget.locator(".nbconvo-header .nbconvo-current")).to_have_text("pricing")
     expect(widget.locator(".nbconvo-meter-text")).to_have_text(
-        re.compile(r"^≈?[\d,]+ of 16,000 tokens \(\d+%\)$")
+        re.compile(r"^≈?[\d,]+ of 16,000 tokens \(\d+%\) · cost unknown$")  # no price set
     )
     expect(widget.locator(".nbconvo-row[data-turn='1'] .nbconvo-preview")).to_have_text(
         "What are the main strategies for improving customer retention?"
