@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import functools
 import json
 import re
@@ -115,7 +116,9 @@ class _LoadedModel:
     def states_within(self, budget_mb: int) -> _States | None:
         """The kept states, held to ``budget_mb`` MB from now on (0: none kept)."""
         if budget_mb <= 0:
-            self.states = None
+            if self.states is not None:
+                self.states = None
+                _give_back_freed_memory()
         elif self.states is None:
             self.states = _state_cache_type()(budget_mb << 20)
         else:
@@ -203,6 +206,18 @@ def _close_quietly(iterator: Iterator[Any]) -> None:
     if close is not None:
         with contextlib.suppress(Exception):
             close()
+
+
+def _free_sampler(llm: Llama) -> None:
+    """Free the sampler of the request just over. llama-cpp-python makes one a request and
+    its object sits in a reference cycle, so the sampler chain it owns in llama.cpp (with
+    an n_vocab-sized buffer: 1.8 MB for Qwen2.5) waits for Python's cycle collector: RSS
+    grew by that much a turn (bench/bench_local_cache.py). The next request makes its own."""
+    sampler = getattr(llm, "_sampler", None)
+    if sampler is not None:
+        llm._sampler = None
+        with contextlib.suppress(Exception):
+            sampler.close()
 
 
 # -- states kept by token prefix (issue #19) ------------------------------------------------
@@ -329,6 +344,26 @@ def _state_cache_type() -> Callable[[int], _States]:
     return StateCache
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, None elsewhere."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+def _give_back_freed_memory() -> None:
+    """Return the heap's free pages to the system. Saving a state makes two passing
+    copies of it, and a state let go frees as much; glibc keeps such blocks in its heap
+    once it has raised its mmap threshold, so the process's RSS would outgrow the budget
+    by what it freed (about a third more, measured in bench/bench_local_cache.py)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _reused(llm: Llama, live: int, prompt_length: int) -> int:
     """The prompt tokens llama will not evaluate, its KV cache holding the prompt's first
     ``live`` tokens (``Llama.generate``'s rule: a prompt evaluated whole is sampled at once
@@ -353,6 +388,7 @@ def resume(llm: Llama, states: _States | None, prompt: Sequence[int], seeded: bo
     live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
     if states is not None and llm.n_tokens - live >= _MIN_KEPT_TAIL:
         states.keep(llm)
+        _give_back_freed_memory()
     if seeded:
         # Reusing the KV cache evaluates the prompt in other batches than a fresh load
         # does, and those float differences change what a seeded sampler picks. A seed
@@ -845,6 +881,7 @@ class LlamaProvider:
             if loaded.active is not None:
                 # A stream left suspended, never closed: it loses the model to this one.
                 _close_quietly(loaded.active)
+                _free_sampler(llm)
             states = loaded.states_within(self.cache_mb)
             seeded = request.seed is not None
             if prompt is not None:
@@ -899,6 +936,7 @@ class LlamaProvider:
                     # Closing at a yield point leaves llama's state consistent: the next
                     # request re-matches its prompt against the evaluated tokens.
                     _close_quietly(inner)
+                    _free_sampler(llm)
 
         if calls is not None:
             rest = calls.end(reason or "stop")
