@@ -356,9 +356,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def _give_back_freed_memory() -> None:
     """Return the heap's free pages to the system. Saving a state makes two passing
-    copies of it, and a state let go frees as much; glibc keeps such blocks in its heap
-    once it has raised its mmap threshold, so the process's RSS would outgrow the budget
-    by what it freed (about a third more, measured in bench/bench_local_cache.py)."""
+    copies of it, loading one a third, and a state let go frees as much; glibc keeps such
+    blocks in its heap once it has raised its mmap threshold, so the process's RSS would
+    outgrow the budget by what was freed (by half of it in a 50-turn session on six
+    branches, bench/bench_local_cache.py; with this, RSS grows by what is kept)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
@@ -401,6 +402,7 @@ def resume(llm: Llama, states: _States | None, prompt: Sequence[int], seeded: bo
         if state is not None and length > live:
             seed = getattr(llm, "_seed", None)
             llm.load_state(state)
+            _give_back_freed_memory()  # load_state's passing copy
             if seed is not None:  # a state's seed is its own answer's: not the next one's
                 llm.set_seed(seed)
             live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
