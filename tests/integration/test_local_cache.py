@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 from nbconvo._settings import Settings
 from nbconvo._types import ChatRequest, Message, TextDelta, Usage
@@ -19,6 +20,7 @@ from nbconvo.providers import create_provider
 from nbconvo.providers.llama import LlamaProvider, _load, _LoadedModel, state_bytes
 from nbconvo.providers.openai import OpenAICompatibleProvider
 from tests.conftest import SERVER_MODEL_ALIAS
+from tests.support.helpers import NotebookOutputs
 
 pytestmark = pytest.mark.model
 
@@ -237,6 +239,28 @@ def test_each_prompt_extends_the_last_prompt_and_answer(
         assert following[: len(evaluated)] == evaluated
         answer_tokens = llm.tokenize(answer.encode("utf-8"), add_bos=False, special=True)
         assert following[: len(prompt) + len(answer_tokens)] == prompt + answer_tokens
+
+
+def test_the_footer_says_how_many_prompt_tokens_were_reused(
+    fresh: _LoadedModel, local_model_path: Path, shell: InteractiveShell
+) -> None:
+    assert shell.run_cell(f"%convo model llama:{local_model_path}").success
+    outputs = shell.display_pub
+    assert isinstance(outputs, NotebookOutputs)
+    for n, question in enumerate(("Name a fruit.", "Name a colour.", "Name a fruit again.")):
+        cell = f"%%turn -t 0 --max-tokens 4\n{question}"
+        assert shell.run_cell(cell, cell_id=f"c{n}").success
+    assert shell.run_cell("%convo fork 1").success
+    outputs.reset()
+    assert shell.run_cell("%%turn -t 0 --max-tokens 4\nName a planet.", cell_id="f1").success
+    assert shell.run_cell("%convo switch main").success
+    assert shell.run_cell("%%turn -t 0 --max-tokens 4\nName a tree.", cell_id="c9").success
+    footers = [t for t in outputs.plain() if t.startswith("turn ")]
+    assert len(footers) == 2
+    # Back on main, all of main's path was reused: the new prompt's own tokens were not.
+    assert "reused " in footers[1] and " prompt tokens" in footers[1]
+    reused, total = (int(n.replace(",", "")) for n in footers[1].split("reused ")[1].split()[0:3:2])
+    assert 0 < total - reused < 30, footers[1]
 
 
 def system() -> Message:
