@@ -381,6 +381,23 @@ def _reused(llm: Llama, live: int, prompt_length: int) -> int:
     return live
 
 
+def evaluate_all_but_last(llm: Llama, prompt: Sequence[int]) -> None:
+    """Evaluate the prompt but its last token, which llama's generator then evaluates
+    alone: the last token, whose logits give the answer's first token, is always computed
+    in a batch of one, so the same prompt gets the same logits whether it is new, found
+    whole in the KV cache (a rerun) or resumed from a kept state. llama.cpp computes a
+    token otherwise in a batch of one than in a larger batch (its repacked Q4_K matrix
+    kernels, on x86), and at temperature 0 a rerun of a prompt evaluated whole the first
+    time answered differently (the 0.5B model, bench/bench_local_cache.py's prompts)."""
+    if getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False):
+        return  # a KV cache that cannot be cut at a position: llama's own way
+    live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
+    if live >= len(prompt) - 1:
+        return  # llama evaluates the last token alone already
+    llm.n_tokens = live  # eval drops what the KV cache holds after it
+    llm.eval(prompt[live:-1])
+
+
 def resume(llm: Llama, states: _States | None, prompt: Sequence[int], seeded: bool) -> int:
     """Make ready to evaluate ``prompt``: keep the evaluated path if the prompt leaves it,
     then load the kept state sharing the longest prefix with the prompt when that is longer
@@ -888,6 +905,14 @@ class LlamaProvider:
             seeded = request.seed is not None
             if prompt is not None:
                 reused = resume(llm, states, prompt, seeded)
+                try:
+                    evaluate_all_but_last(llm, prompt)
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):
+                        llm.reset()  # type: ignore[no-untyped-call]  # see below
+                    if not isinstance(exc, Exception):
+                        raise
+                    raise self._failure(exc, prompt_tokens, "") from None
             else:  # tokens unknown (no GGUF template): llama reuses what it can, unsaid
                 reused = 0
                 if seeded:

@@ -7,6 +7,7 @@ token (so the prefix matches). No timings here: `bench/bench_local_cache.py` mea
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ class Chat:
             provider="llama",
             model="test",
             messages=tuple(messages),
-            system=SYSTEM,
+            system=options.get("system", SYSTEM),
             temperature=options.get("temperature", 0),
             max_tokens=options.get("max_tokens", 6),
             seed=options.get("seed", self.seed),
@@ -153,21 +154,26 @@ def test_reused_tokens_are_the_ones_llama_did_not_evaluate(
     fresh: _LoadedModel, local_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     llm = fresh.llm
-    evaluated: list[int] = []  # the tokens of llama's first eval call of each request
-    original = llm.eval
-    first_call = [True]
+    evaluated: list[int] = []  # the tokens evaluated before the first token is sampled
+    sampled = [False]
+    original_eval, original_sample = llm.eval, llm.sample
 
     def counting_eval(tokens: Any) -> None:
-        if first_call[0]:
-            evaluated.append(len(tokens))
-            first_call[0] = False
-        original(tokens)
+        if not sampled[0]:
+            evaluated[-1] += len(tokens)
+        original_eval(tokens)
+
+    def noting_sample(*args: Any, **kwargs: Any) -> Any:
+        sampled[0] = True
+        return original_sample(*args, **kwargs)
 
     monkeypatch.setattr(llm, "eval", counting_eval)
+    monkeypatch.setattr(llm, "sample", noting_sample)
     chat = Chat(provider_with(local_model_path, 64))
 
     def ask(messages: list[Message]) -> str:
-        first_call[0] = True
+        evaluated.append(0)
+        sampled[0] = False
         return chat.ask(messages)
 
     main = [user("Name a fruit.")]
@@ -183,6 +189,51 @@ def test_reused_tokens_are_the_ones_llama_did_not_evaluate(
     assert reused[0] == 0
     assert reused[-2] > reused[-3]  # back on main: more than the fork shared
     assert evaluated[-1] == 1
+
+
+NOTES = (
+    "the dataset holds weekly sales per store with promotions holidays weather and "
+    "returns; a model forecasts demand for each product line while analysts compare "
+    "regions check outliers and explain which features matter most to the planners"
+)
+
+
+def notes(seed: int) -> str:
+    """bench/bench_local_cache.py's turn 201: a prompt of 250 tokens whose answer at
+    temperature 0 changed when its last token was evaluated alone (a rerun) instead of
+    in one batch with the rest (its first run)."""
+    rng, vocabulary = random.Random(seed), NOTES.split()
+    words = " ".join(rng.choice(vocabulary) for _ in range(225))
+    return f"Notes {seed}: {words}\nQuestion {seed}: which word do these notes use most? One word."
+
+
+def test_a_rerun_at_temperature_0_answers_as_the_first_run(
+    fresh: _LoadedModel, local_model_path: Path
+) -> None:
+    chat = Chat(provider_with(local_model_path, 64))
+    first: list[Message] = [{"role": "user", "content": notes(201)}]
+    answer = chat.ask(first, max_tokens=8, system=None)  # Qwen's own system text
+    assert chat.ask(first, max_tokens=8, system=None) == answer  # the prompt in the KV cache
+    chat.ask([user("Name a planet.")])  # elsewhere; the first path is kept
+    assert chat.ask(first, max_tokens=8, system=None) == answer  # from the kept state
+    fresh.llm.reset()
+    fresh.states = None
+    assert chat.ask(first, max_tokens=8, system=None) == answer  # evaluated afresh
+    # Run All: the cells again, each a rerun; the answers repeat, so each prompt is found
+    # in the kept path and only its last token is evaluated.
+    fresh.llm.reset()
+    cells = [notes(202), notes(203), notes(204)]
+    path: list[Message] = []
+    for text in cells:
+        path += [{"role": "user", "content": text}]
+        path += [assistant(chat.ask(path, max_tokens=8))]
+    answers = [m["content"] for m in path[1::2]]
+    again: list[Message] = []
+    for text in cells:
+        again += [{"role": "user", "content": text}]
+        again += [assistant(chat.ask(again, max_tokens=8))]
+    assert [m["content"] for m in again[1::2]] == answers
+    assert [u.input_tokens - u.cached_input_tokens for u in chat.usages[-3:]] == [1, 1, 1]
 
 
 def test_kept_states_stay_within_the_budget(fresh: _LoadedModel, local_model_path: Path) -> None:
