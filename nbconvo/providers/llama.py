@@ -25,10 +25,11 @@ after every completion even when the next turn extends it, it cannot say how muc
 prompt it reused, and its states carry a copy of the logits buffer (n_batch × n_vocab
 floats: 311 MB for Qwen2.5) that its size limit does not count; the model's logits
 buffer is cut to one row here instead (only ``logits_all`` models read it). The usage
-reports the prompt tokens reused, not evaluated, as ``cached_input_tokens``. A seeded
-request still evaluates its whole prompt afresh (below), so a seed repeats its answer
-in any kernel; at temperature 0 the answers with and without kept states are the same
-(tests/integration/test_local_cache.py).
+reports the prompt tokens reused, not evaluated, as ``cached_input_tokens``. A prompt's
+last token is always evaluated alone (``evaluate_all_but_last``), so a rerun at
+temperature 0 answers as the first run did. A seeded request still evaluates its whole
+prompt afresh, so a seed repeats its answer in any kernel; at temperature 0 the answers
+with and without kept states are the same (tests/integration/test_local_cache.py).
 
 Token usage (llama's streamed chunks carry none):
 
@@ -385,10 +386,10 @@ def evaluate_all_but_last(llm: Llama, prompt: Sequence[int]) -> None:
     """Evaluate the prompt but its last token, which llama's generator then evaluates
     alone: the last token, whose logits give the answer's first token, is always computed
     in a batch of one, so the same prompt gets the same logits whether it is new, found
-    whole in the KV cache (a rerun) or resumed from a kept state. llama.cpp computes a
-    token otherwise in a batch of one than in a larger batch (its repacked Q4_K matrix
-    kernels, on x86), and at temperature 0 a rerun of a prompt evaluated whole the first
-    time answered differently (the 0.5B model, bench/bench_local_cache.py's prompts)."""
+    whole in the KV cache (a rerun) or resumed from a kept state. llama.cpp's CPU kernels
+    do not compute a token in a batch of one to the same bits as in a larger batch, and at
+    temperature 0 a rerun of a prompt evaluated whole the first time answered differently
+    (the 0.5B model; tests/integration/test_local_cache.py)."""
     if getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False):
         return  # a KV cache that cannot be cut at a position: llama's own way
     live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
