@@ -28,8 +28,11 @@ buffer is cut to one row here instead (only ``logits_all`` models read it). The 
 reports the prompt tokens reused, not evaluated, as ``cached_input_tokens``. A prompt's
 last token is always evaluated alone (``evaluate_all_but_last``), so a rerun at
 temperature 0 answers as the first run did. A seeded request still evaluates its whole
-prompt afresh, so a seed repeats its answer in any kernel; at temperature 0 the answers
-with and without kept states are the same (tests/integration/test_local_cache.py).
+prompt afresh, so a seed repeats its answer in any kernel. A kept state holds the path
+as it was computed; without it, the path is evaluated again from the fork point, in
+other batches, which may differ in the last bits: at temperature 0 the answers with and
+without kept states were the same in tests/integration/test_local_cache.py and in
+bench/bench_local_cache.py.
 
 Token usage (llama's streamed chunks carry none):
 
