@@ -86,6 +86,7 @@ bench: setup $(BENCH_AI)/.installed $(BENCH_LLM)/.installed
 	$(PY) bench/bench_scale.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_run.py
+	$(PY) bench/bench_local_cache.py | tee bench/out/local_cache.txt
 	$(PY) bench/profile_misses.py
 	$(PY) bench/report.py
 
