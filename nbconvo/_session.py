@@ -56,12 +56,14 @@ class Session:
 
     def configure(self, settings: Settings) -> None:
         """Use ``settings`` from now on; providers made under the old ones (their retries,
-        the local model's window) are let go, and the next turn makes new ones."""
+        the local model's window and kept states) are let go, and the next turn makes new
+        ones."""
         old, self.settings = self.settings, settings
-        if (old.max_retries, old.retry_max_wait, old.llama_n_ctx) != (
+        if (old.max_retries, old.retry_max_wait, old.llama_n_ctx, old.local_cache_mb) != (
             settings.max_retries,
             settings.retry_max_wait,
             settings.llama_n_ctx,
+            settings.local_cache_mb,
         ):
             for convo in self.conversations.values():
                 convo.close_providers()

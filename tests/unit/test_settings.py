@@ -199,3 +199,14 @@ def test_config_sets_the_local_cache_budget(shell: InteractiveShell) -> None:
     assert SESSION.settings.local_cache_mb == 64
     shell.run_cell("%config ConvoMagics.local_cache_mb = -1")  # refused: a trait's minimum
     assert SESSION.settings.local_cache_mb == 64
+    # A provider made under the old budget is let go: the next turn makes one with this.
+    convo = SESSION.current()
+    closed: list[bool] = []
+
+    class Held:
+        def close(self) -> None:
+            closed.append(True)
+
+    convo._providers[("llama:x", None)] = Held()  # type: ignore[assignment]
+    assert shell.run_cell("%config ConvoMagics.local_cache_mb = 32").success
+    assert closed == [True] and convo._providers == {}
