@@ -161,9 +161,10 @@ class Footers:
                 node = tree.turns[node].parent
             if node == turn_id:
                 holders.append(branch)
-        head = tree.label(tree.head) if tree.head is not None else "the start"
         place = f"now on {holders[0]}" if holders else "an earlier version, on no branch"
-        return f"{place} — not the active path ({convo.branch} at {head}); rerun to continue there"
+        # Nothing here moves with the head: a new turn changes no footer off the path (a
+        # notebook rerun many times holds many), only leaving or joining the path does.
+        return f"{place} — not the active path of {convo.branch}; rerun to continue there"
 
 
 @magics_class

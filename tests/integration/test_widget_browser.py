@@ -422,7 +422,7 @@ def test_long_answer_restart_run_all_and_a_rerun_in_the_middle(lab: Lab, page: P
     # the alt turn below is off the active path now: its own footer says so, in place
     below = p.locator(".jp-Notebook .jp-Cell").nth(5).locator(".nbconvo-footer")
     expect(below).to_have_count(1)
-    expect(below).to_contain_text("⟲ now on alt — not the active path (main at 2.3)")
+    expect(below).to_contain_text("⟲ now on alt — not the active path of main;")
     errors = p.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     assert errors.count() == 0
     p.screenshot(path=str(ARTIFACTS / "rerun-middle.png"), full_page=True)

@@ -29,6 +29,7 @@ class NotebookOutputs(DisplayPublisher):
         super().__init__(**kwargs)
         self.outputs: list[dict[str, Any]] = []
         self.updates = 0
+        self.updated: list[str] = []  # each update's text/plain, in order
         self.clears = 0
         self._cell_start = 0  # index of the running cell's first output
         self._clear_on_next = False
@@ -43,6 +44,7 @@ class NotebookOutputs(DisplayPublisher):
         display_id = (transient or {}).get("display_id")
         if update:
             self.updates += 1
+            self.updated.append(data.get("text/plain", ""))
             for output in self.outputs:
                 if output["display_id"] == display_id:
                     output["data"] = data
@@ -68,6 +70,7 @@ class NotebookOutputs(DisplayPublisher):
 
     def reset(self) -> None:
         self.outputs.clear()
+        self.updated.clear()
         self.updates = self.clears = self._cell_start = 0
 
 
