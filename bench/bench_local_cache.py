@@ -20,8 +20,10 @@ linear turn asked right after it (the machine is shared: a ratio of neighbours i
 the mercy of the others' load); (d) ≤ 1.5× the first run's total. Then memory: a 50-turn
 session on 6 branches (main and five forks, visited in turn) with a budget of 32 MB
 (small enough that states are let go): the process's RSS after each turn over its RSS
-once a first turn is answered, kept and none. A missed goal is printed, not failed on.
-Each variant runs in a process of its own (a fresh model, nothing kept).
+once a first turn is answered, kept and none, and its high-water mark (VmHWM: the most it
+held at any moment, states being saved and loaded included) over the same. A missed goal
+is printed, not failed on. Each variant runs in a process of its own (a fresh model,
+nothing kept).
 
 Run: ``.venv/bin/python bench/bench_local_cache.py [--quick]`` (``--quick``: n=1, no
 kernel). Writes ``bench/out/local_cache.json``.
@@ -398,8 +400,12 @@ def main() -> int:
         f"{'  high-water mark (passing copies included)':46} {m['hwm_growth_mb']:6.1f}MB {m0['hwm_growth_mb']:6.1f}MB"
     )
     print(f"{'  states kept, largest (count)':46} {m['max_kept_mb']:6.1f}MB ({m['max_kept']})")
-    goals[f"RSS growth with states kept ≤ the {MEMORY_MB} MB budget"] = (
-        m["max_growth_mb"] <= MEMORY_MB
+    # The budget is the states': the session's own growth (none kept) is not counted.
+    goals[f"RSS growth with states kept ≤ the {MEMORY_MB} MB budget (+ none's growth)"] = (
+        m["max_growth_mb"] <= MEMORY_MB + m0["max_growth_mb"]
+    )
+    goals[f"high-water mark with states kept ≤ the {MEMORY_MB} MB budget (+ none's)"] = (
+        m["hwm_growth_mb"] <= MEMORY_MB + m0["hwm_growth_mb"]
     )
     goals["states kept ≤ the budget"] = m["max_kept_mb"] <= MEMORY_MB
     print()

@@ -284,15 +284,26 @@ def main() -> int:
             f"{verdict(g['update_ratio'] <= 1.5)}, {verdict(g['bytes_ratio'] <= 1.5)})",
         ]
         headline += [
-            ("streaming at 2,000 tokens/s: %%turn CPU / raw read, worst size", f"{g['cpu_ratio']:.2f}",
-             f"≤ 1.3: {verdict(g['cpu_ratio'] <= 1.3)}"),
-            ("streaming at 2,000 tokens/s: %%turn wall − stream, worst size", f"{g['wall_extra']:+.2f} s",
-             f"≤ 0.2 s: {verdict(g['wall_extra'] <= 0.2)}"),
-            ("streaming at 100 tokens/s: kernel CPU, worst size", f"{g['cpu_share']:.1%} of a core",
-             f"≤ 5%: {verdict(g['cpu_share'] <= 0.05)}"),
-            ("streaming: one update's cost / bytes, 100 KB vs 1 KB",
-             f"×{g['update_ratio']:.2f} / ×{g['bytes_ratio']:.2f}",
-             f"≤ 1.5: {verdict(max(g['update_ratio'], g['bytes_ratio']) <= 1.5)}"),
+            (
+                "streaming at 2,000 tokens/s: %%turn CPU / raw read, worst size",
+                f"{g['cpu_ratio']:.2f}",
+                f"≤ 1.3: {verdict(g['cpu_ratio'] <= 1.3)}",
+            ),
+            (
+                "streaming at 2,000 tokens/s: %%turn wall − stream, worst size",
+                f"{g['wall_extra']:+.2f} s",
+                f"≤ 0.2 s: {verdict(g['wall_extra'] <= 0.2)}",
+            ),
+            (
+                "streaming at 100 tokens/s: kernel CPU, worst size",
+                f"{g['cpu_share']:.1%} of a core",
+                f"≤ 5%: {verdict(g['cpu_share'] <= 0.05)}",
+            ),
+            (
+                "streaming: one update's cost / bytes, 100 KB vs 1 KB",
+                f"×{g['update_ratio']:.2f} / ×{g['bytes_ratio']:.2f}",
+                f"≤ 1.5: {verdict(max(g['update_ratio'], g['bytes_ratio']) <= 1.5)}",
+            ),
         ]
     else:
         lines.append("Not measured.")
@@ -345,13 +356,18 @@ def main() -> int:
             f"- Restore of the 10,000-turn session: {ms(so['load_10000'], 0)} (goal ≤ 200 ms: {verdict(load_ok)})",
         ]
         headline.append(
-            ("store: one turn's save at 10 · 10,000 turns",
-             f"{so['save_10']['median'] * 1e3:.3f} · {so['save_10000']['median'] * 1e3:.3f} ms (ratio {so['save_ratio']:.2f})",
-             f"≤ 1 ms, ratio ≤ 1.2: {verdict(ratio_ok and each_ok)}")
+            (
+                "store: one turn's save at 10 · 10,000 turns",
+                f"{so['save_10']['median'] * 1e3:.3f} · {so['save_10000']['median'] * 1e3:.3f} ms (ratio {so['save_ratio']:.2f})",
+                f"≤ 1 ms, ratio ≤ 1.2: {verdict(ratio_ok and each_ok)}",
+            )
         )
         headline.append(
-            ("store: restore a 10,000-turn session", f"{so['load_10000']['median'] * 1e3:.0f} ms",
-             f"≤ 200 ms: {verdict(load_ok)}")
+            (
+                "store: restore a 10,000-turn session",
+                f"{so['load_10000']['median'] * 1e3:.0f} ms",
+                f"≤ 200 ms: {verdict(load_ok)}",
+            )
         )
     else:
         lines.append("Not measured.")
@@ -365,8 +381,11 @@ def main() -> int:
                 f"{history:,} turns of history: {on_off:.3f} (goal ≤ 1.05: {verdict(on_off <= 1.05)})"
             )
             headline.append(
-                (f"store: `%%turn` autosave on / off, {history:,} turns", f"{on_off:.3f}",
-                 f"≤ 1.05: {verdict(on_off <= 1.05)}")
+                (
+                    f"store: `%%turn` autosave on / off, {history:,} turns",
+                    f"{on_off:.3f}",
+                    f"≤ 1.05: {verdict(on_off <= 1.05)}",
+                )
             )
     lines.append("")
 
@@ -419,11 +438,18 @@ def main() -> int:
             ]
 
     # earlier benchmarks
-    lines += ["## Meter, widget and notebook values (run by `make bench` too)", ""]
+    lines += [
+        "## Meter, widget, notebook values, prompt caches and the local model's states",
+        "",
+        "(run by `make bench` too)",
+        "",
+    ]
     for name, title in (
         ("meter", "bench/bench_meter.py"),
         ("widget", "bench/bench_widget.py"),
         ("values", "bench/bench_values.py"),
+        ("cache", "bench/bench_cache.py (issue #18)"),
+        ("local_cache", "bench/bench_local_cache.py (issue #19)"),
     ):
         body = text(name)
         lines += [f"`{title}`:", "", "```", body or "not run", "```", ""]

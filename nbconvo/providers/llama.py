@@ -18,8 +18,11 @@ evaluated again. So, before a prompt leaves the evaluated path, the model's stat
 (``Llama.save_state``: its KV cache and tokens) is kept in a ``LlamaRAMCache`` keyed by
 the evaluated tokens, and a prompt resumes from the kept state sharing its longest prefix
 (``Llama.load_state``), when that is longer than what the KV cache holds. The states
-are kept up to ``Settings.local_cache_mb`` MB, the least recently used let go first; a
-state whose tokens are a prefix of a newer one's is let go (the newer one holds it).
+are kept up to ``Settings.local_cache_mb`` MB, the least recently used let go first (before
+a new one is saved, so the budget holds at every moment); a state whose tokens are a
+prefix of a newer one's is let go (the newer one holds it). llama.cpp writes a state once,
+into the buffer kept, and reads it back in place (``save_state``, ``load_state``):
+llama-cpp's own methods pass it through three copies.
 llama-cpp's own use of its cache (``Llama.set_cache``) is not used: it copies a state
 after every completion even when the next turn extends it, it cannot say how much of a
 prompt it reused, and its states carry a copy of the logits buffer (n_batch × n_vocab
@@ -277,6 +280,57 @@ def state_bytes(state: LlamaState) -> int:
     return int(state.llama_state_size) + int(state.input_ids.nbytes) + int(state.scores.nbytes)
 
 
+def saved_bytes(llm: Llama) -> int:
+    """``state_bytes`` of the state ``save_state(llm)`` would make, before making it."""
+    import llama_cpp
+
+    scores = llm.scores[: llm.n_tokens, :]
+    size = int(llama_cpp.llama_state_get_size(llm._ctx.ctx))
+    return size + int(llm.input_ids.nbytes) + int(scores.nbytes)
+
+
+def save_state(llm: Llama) -> LlamaState:
+    """``Llama.save_state`` with one copy of llama.cpp's state: llama-cpp's copies it into
+    a buffer, then into a buffer of the size written, then into ``bytes``, so saving a
+    state of S bytes passed through 3 S (the high-water mark of a 50-turn session on six
+    branches was 88 MB over its 32 MB budget, bench/bench_local_cache.py). Here llama.cpp
+    writes the state once, into the buffer that is kept (``llama_state_get_size`` is what
+    ``llama_state_get_data`` writes)."""
+    import llama_cpp
+    from llama_cpp import LlamaState
+
+    size = int(llama_cpp.llama_state_get_size(llm._ctx.ctx))
+    buffer = (ctypes.c_uint8 * size)()
+    written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size))
+    if written != size:
+        raise RuntimeError(f"llama.cpp wrote {written} bytes of a {size}-byte state")
+    return LlamaState(
+        scores=llm.scores[: llm.n_tokens, :].copy(),
+        input_ids=llm.input_ids.copy(),
+        n_tokens=llm.n_tokens,
+        llama_state=buffer,  # type: ignore[arg-type]  # a buffer, read in place by load_state
+        llama_state_size=size,
+        seed=llm._seed,
+    )
+
+
+def load_state(llm: Llama, state: LlamaState) -> None:
+    """``Llama.load_state`` reading the kept buffer in place (llama-cpp's copies it first:
+    a passing copy of the whole state)."""
+    import llama_cpp
+
+    llm.scores[: state.n_tokens, :] = state.scores
+    rest = llm.scores[state.n_tokens :, :]
+    rest[rest > 0] = 0.0
+    llm.input_ids = state.input_ids.copy()
+    llm.n_tokens = state.n_tokens
+    llm._requires_eval = True
+    llm._seed = state.seed
+    size = state.llama_state_size
+    if llama_cpp.llama_state_set_data(llm._ctx.ctx, state.llama_state, size) != size:
+        raise RuntimeError("llama.cpp did not read the whole kept state")
+
+
 @functools.cache
 def _state_cache_type() -> Callable[[int], _States]:
     """``LlamaRAMCache`` (llama-cpp's states by token sequence, in recency order, evicted
@@ -325,7 +379,14 @@ def _state_cache_type() -> Callable[[int], _States]:
             for k in list(self.cache_state):
                 if len(k) < len(key) and key[: len(k)] == k:
                     self._drop(k)  # this one holds that one
-            self[key] = llm.save_state()
+            need = saved_bytes(llm)
+            if need > self.capacity_bytes:
+                return  # larger than the whole budget: not kept
+            # Room first, so what is kept never exceeds the budget, not even for a moment.
+            while self._size + need > self.capacity_bytes and self.cache_state:
+                self._drop(next(iter(self.cache_state)))  # the least recently used
+            _give_back_freed_memory()
+            self[key] = save_state(llm)
 
         def __setitem__(self, key: Sequence[int], value: LlamaState) -> None:
             key = tuple(key)
@@ -359,11 +420,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def _give_back_freed_memory() -> None:
-    """Return the heap's free pages to the system. Saving a state makes two passing
-    copies of it, loading one a third, and a state let go frees as much; glibc keeps such
-    blocks in its heap once it has raised its mmap threshold, so the process's RSS would
-    outgrow the budget by what was freed (by half of it in a 50-turn session on six
-    branches, bench/bench_local_cache.py; with this, RSS grows by what is kept)."""
+    """Return the heap's free pages to the system. A state let go frees megabytes; glibc
+    keeps such blocks in its heap once it has raised its mmap threshold, so the process's
+    RSS would outgrow the budget by what was freed (by half of it in a 50-turn session on
+    six branches, bench/bench_local_cache.py; with this, RSS grows by what is kept)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
@@ -410,7 +470,6 @@ def resume(llm: Llama, states: _States | None, prompt: Sequence[int], seeded: bo
     live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
     if states is not None and llm.n_tokens - live >= _MIN_KEPT_TAIL:
         states.keep(llm)
-        _give_back_freed_memory()
     if seeded:
         # Reusing the KV cache evaluates the prompt in other batches than a fresh load
         # does, and those float differences change what a seeded sampler picks. A seed
@@ -422,8 +481,7 @@ def resume(llm: Llama, states: _States | None, prompt: Sequence[int], seeded: bo
         state, length = states.longest(prompt)
         if state is not None and length > live:
             seed = getattr(llm, "_seed", None)
-            llm.load_state(state)
-            _give_back_freed_memory()  # load_state's passing copy
+            load_state(llm, state)
             if seed is not None:  # a state's seed is its own answer's: not the next one's
                 llm.set_seed(seed)
             live = common_prefix(llm.input_ids[: llm.n_tokens], prompt)

@@ -8,6 +8,7 @@ token (so the prefix matches). No timings here: `bench/bench_local_cache.py` mea
 from __future__ import annotations
 
 import random
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbconvo._settings import Settings
 from nbconvo._types import ChatRequest, Message, TextDelta, Usage
 from nbconvo.providers import create_provider
-from nbconvo.providers.llama import LlamaProvider, _load, _LoadedModel, state_bytes
+from nbconvo.providers.llama import (
+    LlamaProvider,
+    _load,
+    _LoadedModel,
+    _state_cache_type,
+    load_state,
+    saved_bytes,
+    state_bytes,
+)
 from nbconvo.providers.openai import OpenAICompatibleProvider
 from tests.conftest import SERVER_MODEL_ALIAS
 from tests.support.helpers import NotebookOutputs
@@ -257,6 +266,52 @@ def test_kept_states_stay_within_the_budget(fresh: _LoadedModel, local_model_pat
 
     Chat(provider_with(local_model_path, 0)).ask([user("Name a fish.")])
     assert fresh.states is None  # a budget of 0 lets them all go
+
+
+def test_kept_states_stay_within_the_budget_while_one_is_saved_or_loaded(
+    fresh: _LoadedModel,
+) -> None:
+    """Room is made before a state is saved, llama.cpp writes the state once into the
+    buffer kept, and a state is loaded from that buffer in place: the memory the states
+    hold (traced by tracemalloc: ctypes buffers and numpy arrays are) never passes the
+    budget, not even while a state is saved, and loading one copies none of it.
+    (llama-cpp's own save_state passes a state through three copies.)"""
+    llm = fresh.llm
+
+    def evaluate(n: int) -> list[int]:
+        words = " ".join(f"word{n * j % 97}" for j in range(40))
+        tokens: list[int] = llm.tokenize(f"Notes {n}: {words}".encode(), add_bos=False)
+        llm.reset()
+        llm.eval(tokens)
+        return tokens
+
+    evaluate(1)
+    one = saved_bytes(llm)  # each path's state is about as large
+    states = _state_cache_type()(int(2.5 * one))  # room for two
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(1, 6):
+            tokens = evaluate(n)
+            tracemalloc.reset_peak()
+            states.keep(llm)
+            held = tracemalloc.get_traced_memory()[1] - before  # the most while saving
+            assert states.cache_size <= states.capacity_bytes
+            # beyond what is kept, only the key and such: no copy of a state, and no state
+            # let go after the new one was saved
+            assert held - states.cache_size < one // 10, (n, held, states.cache_size)
+        assert len(states) == 2
+        state, length = states.longest(tokens)
+        assert state is not None and length == len(tokens)
+        assert state_bytes(state) == saved_bytes(llm)  # what room was made for is what was kept
+        llm.reset()
+        loading = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        load_state(llm, state)
+        assert tracemalloc.get_traced_memory()[1] - loading < one // 10
+    finally:
+        tracemalloc.stop()
+    assert list(llm.input_ids[: llm.n_tokens]) == tokens  # the state loaded is that path's
 
 
 def test_each_prompt_extends_the_last_prompt_and_answer(
