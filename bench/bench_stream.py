@@ -9,7 +9,10 @@ order: the kernel's CPU time (every thread: ``time.process_time`` from IPython's
 pre/post-run hooks) and wall time while a cell reads the stream with plain httpx +
 httpx-sse (decoding each event, keeping its text), and while ``%%turn`` streams the
 same answer into the cell. Goals: CPU ≤ 1.3× the raw read, wall ≤ the raw read's wall
-(the stream's duration) + 0.2 s.
+(the stream's duration) + 0.2 s. nbconvo's providers read a fast stream in 5 ms gulps
+(``providers._http._Gathering``), which costs less than reading each token as it comes;
+so, for what the turn adds beyond reading, a third side reads the stream with httpx +
+httpx-sse gathering the same way, and its ratio is printed beside (no goal).
 
 At 100 tokens/s (a typical model): the four sizes at once, one kernel each (they mostly
 wait on the network), ``%%turn``'s kernel CPU as a share of one core over the stream.
@@ -69,12 +72,15 @@ def _timed_update(self):
 _display.StreamingMarkdown._update = _timed_update
 
 _client = httpx.Client(timeout=None)
-def _raw_read(model):
+def _raw_read(model, gathered=False):
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "go"}]}
     headers = {"authorization": "Bearer %(key)s"}
     parts = []
     with _client.stream("POST", "%(url)s/chat/completions", json=body, headers=headers) as r:
         r.raise_for_status()
+        if gathered:  # read as nbconvo's providers read: fast streams in 5 ms gulps
+            from nbconvo.providers._http import _Gathering
+            r.stream = _Gathering(r.stream)
         for event in httpx_sse.EventSource(r).iter_sse():
             if event.data == "[DONE]":
                 continue
@@ -119,6 +125,11 @@ class Kernel:
         assert out.status == "ok", out.error
         return self.figures()
 
+    def gathered(self, name: str) -> dict[str, Any]:
+        out = self.kernel.run(f"_text = _raw_read({name!r}, gathered=True)", timeout=900)
+        assert out.status == "ok", out.error
+        return self.figures()
+
     def turn(self, name: str) -> dict[str, Any]:
         self.turns += 1
         assert self.kernel.run(f"%convo new c{self.turns}").status == "ok"
@@ -155,17 +166,21 @@ def fast(server: Loopback, home: str, sizes: list[int], rounds: int) -> dict[str
         kernel.raw(model(2000, 0))
         for size in sizes:
             name = model(size, FAST)
-            raw: list[dict[str, Any]] = []
-            turn: list[dict[str, Any]] = []
+            sides = {"raw": kernel.raw, "turn": kernel.turn, "gathered": kernel.gathered}
+            runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
             for i in range(rounds):
-                order = (kernel.raw, kernel.turn) if i % 2 == 0 else (kernel.turn, kernel.raw)
-                for run in order:
-                    (raw if run == kernel.raw else turn).append(run(name))
-            results[str(size)] = summarize(raw, turn)
-            row = results[str(size)]
+                order = list(sides)[i % 3 :] + list(sides)[: i % 3]  # each side first in turn
+                for side in order:
+                    runs[side].append(sides[side](name))
+            results[str(size)] = row = summarize(runs["raw"], runs["turn"])
+            gathered = stats([r["cpu_used"] for r in runs["gathered"]])
+            row["gathered_cpu"] = gathered
+            row["cpu_ratio_gathered"] = row["turn_cpu"]["median"] / gathered["median"]
             print(
                 f"{size // 1024:>4} KB at {FAST}/s: raw CPU {row['raw_cpu']['median']:.3f} s, "
-                f"%%turn CPU {row['turn_cpu']['median']:.3f} s (×{row['cpu_ratio']:.2f}); "
+                f"%%turn CPU {row['turn_cpu']['median']:.3f} s (×{row['cpu_ratio']:.2f}; "
+                f"×{row['cpu_ratio_gathered']:.2f} of a raw read that gathers as %%turn "
+                f"does, {gathered['median']:.3f} s); "
                 f"wall raw {row['raw_wall']['median']:.2f} s, %%turn "
                 f"{row['turn_wall']['median']:.2f} s (+{row['wall_extra']:.2f}); "
                 f"update {row['update_ms']:.2f} ms, {row['bytes_per_update']:.0f} B",

@@ -249,18 +249,27 @@ def main() -> int:
             "(`time.process_time` between IPython's pre- and post-run hooks), so the display's own",
             "work, its messages included, is counted. *update* is the mean thread CPU of one",
             "display update; *bytes* what one update sends to the front end (its data, measured",
-            "by the client), the final answer left out.",
+            "by the client), the final answer left out. nbconvo reads a fast stream in 5 ms",
+            "gulps (`providers/_http.py`, `_Gathering`), cheaper than a token a read: *gathered*",
+            "is the raw read gathering the same way, and *÷ gathered* what the turn costs over it",
+            "(no goal: what the display and the turn add beyond reading).",
             "",
             f"At {2000:,} tokens/s (a fast model), medians of alternating rounds:",
             "",
-            "| answer | tokens | raw CPU | %%turn CPU | ratio (≤ 1.3) | raw wall | %%turn wall | extra (≤ 0.2 s) | updates | update | bytes |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| answer | tokens | raw CPU | %%turn CPU | ratio (≤ 1.3) | gathered | ÷ gathered | raw wall | %%turn wall | extra (≤ 0.2 s) | updates | update | bytes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for size, row in sd["fast"].items():
+            gathered = row.get("gathered_cpu", {}).get("median")
             lines.append(
                 f"| {int(size) // 1024} KB | {sd['tokens'][size]:,} | {row['raw_cpu']['median']:.3f} s | "
                 f"{row['turn_cpu']['median']:.3f} s | {row['cpu_ratio']:.2f}: {verdict(row['cpu_ratio'] <= 1.3)} | "
-                f"{row['raw_wall']['median']:.2f} s | {row['turn_wall']['median']:.2f} s | "
+                + (
+                    f"{gathered:.3f} s | {row['cpu_ratio_gathered']:.2f} | "
+                    if gathered is not None
+                    else "— | — | "
+                )
+                + f"{row['raw_wall']['median']:.2f} s | {row['turn_wall']['median']:.2f} s | "
                 f"{row['wall_extra']:+.2f} s: {verdict(row['wall_extra'] <= 0.2)} | {row['updates']:.0f} | "
                 f"{row['update_ms']:.2f} ms | {row['bytes_per_update']:,.0f} B |"
             )

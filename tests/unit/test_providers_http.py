@@ -1,9 +1,12 @@
-"""The shared pieces: retry hints, redaction, the model table, the provider registry."""
+"""The shared pieces: retry hints, redaction, the model table, the provider registry, and
+how a fast stream is read (against simulated networks: no clocks, no sockets)."""
 
 from __future__ import annotations
 
 import email.utils
+import itertools
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -21,7 +24,9 @@ from nbconvo._models import (
 from nbconvo._settings import read_environment
 from nbconvo.providers import PROVIDERS, create_provider, default_model_spec
 from nbconvo.providers._http import (
+    GATHER_S,
     EventFeed,
+    _Gathering,
     error_message_from_body,
     parse_retry_after,
     redact,
@@ -162,8 +167,100 @@ def test_an_html_error_page_is_summed_up_by_its_title() -> None:
         "  <title>Error 502 (Server Error)!!1</title>\n  <style>*{margin:0}</style>\n"
         "  <p><b>502.</b> <ins>That’s an error.</ins>\n"
     )
-    assert error_message_from_body(google) == ("an HTML error page (Error 502 (Server Error)!!1)", "")
+    assert error_message_from_body(google) == (
+        "an HTML error page (Error 502 (Server Error)!!1)",
+        "",
+    )
     bare = "<html><body><h1>502 Bad&nbsp;Gateway</h1><hr>nginx</body></html>"
     assert error_message_from_body(bare) == ("an HTML error page (502 Bad Gateway nginx)", "")
     assert error_message_from_body("upstream   connect error\n") == ("upstream connect error", "")
     assert error_message_from_body('{"error": {"message": "busy", "code": 503}}') == ("busy", "503")
+
+
+class Network:
+    """A simulated response body: event i is sent at ``sent[i]``; a read waits until one
+    has arrived, takes ``READ_S`` and then holds every event that has arrived, handed out
+    one piece each at no cost (as h11 hands out an HTTP body's chunks). With ``nagle``,
+    the server sends an event only once the client has read the one before (Nagle's
+    algorithm meeting a delayed ACK): each read holds a single event."""
+
+    READ_S = 0.0002
+
+    def __init__(self, gaps: list[float], *, nagle: bool = False) -> None:
+        self.sent = list(itertools.accumulate(gaps))
+        self.nagle = nagle
+        self.now = 0.0
+        self.reads = 0
+        self.shown_at: list[float] = []  # when each event reached the reader
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def pieces(self) -> Iterator[bytes]:
+        held: list[int] = []
+        i = 0
+        while i < len(self.sent) or held:
+            if not held:
+                self.now = max(self.now, self.sent[i]) + self.READ_S
+                self.reads += 1
+                while i < len(self.sent) and self.sent[i] <= self.now:
+                    held.append(i)
+                    i += 1
+                    if self.nagle:
+                        if i < len(self.sent):
+                            self.sent[i] = max(self.sent[i], self.now)  # sent once this is read
+                        break
+            yield b"event %d" % held.pop(0)
+
+    def read_all(self) -> tuple[list[bytes], _Gathering]:
+        gathering = _Gathering(self.pieces(), clock=self.clock, sleep=self.sleep)
+        got = []
+        for piece in gathering:
+            got.append(piece)
+            self.shown_at.append(self.now)
+        return got, gathering
+
+
+def events(n: int) -> list[bytes]:
+    return [b"event %d" % i for i in range(n)]
+
+
+def test_a_fast_stream_is_read_in_fewer_larger_pieces_and_nothing_waits_long() -> None:
+    network = Network([0.0005] * 2000)  # 2,000 tokens a second, each its own write
+    got, gathering = network.read_all()
+    assert got == events(2000)
+    assert gathering.waits > 0
+    assert network.reads < 2000 / 4  # a read takes ten events or so, not one
+    late = [shown - sent for shown, sent in zip(network.shown_at, network.sent, strict=True)]
+    assert max(late) <= GATHER_S + 2 * Network.READ_S  # no event is held back for long
+
+
+def test_a_slow_stream_is_read_as_it_comes() -> None:
+    network = Network([0.010] * 200)  # 100 tokens a second
+    got, gathering = network.read_all()
+    assert got == events(200)
+    assert gathering.waits == 0
+    assert network.reads == 200
+    assert network.shown_at == [sent + Network.READ_S for sent in network.sent]
+
+
+def test_a_server_that_waits_for_each_acknowledgement_is_read_as_it_comes() -> None:
+    """Waiting gathers nothing from a server that sends one write per read (no
+    TCP_NODELAY): after three such waits the response is read as it comes."""
+    network = Network([0.0] * 500, nagle=True)
+    got, gathering = network.read_all()
+    assert got == events(500)
+    assert network.reads == 500
+    assert gathering.waits == 3
+
+
+def test_a_pause_in_a_fast_stream_is_read_as_it_comes_and_then_gathered_again() -> None:
+    gaps = [0.0005] * 400 + [0.5] + [0.0005] * 400  # a tool call, a slow thought...
+    network = Network(gaps)
+    got, _ = network.read_all()
+    assert got == events(801)
+    assert network.reads < 801 / 4
+    assert network.shown_at[400] == network.sent[400] + Network.READ_S  # not held back
