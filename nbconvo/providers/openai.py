@@ -325,10 +325,9 @@ class OpenAICompatibleProvider(HTTPProvider):
         spec = f"{self.prefix}:{request.model}"
         refuse_effort(request, spec)
         body = self.body(request)
-        dropped: float | None = None
-        effort: str | None = None
+        dropped: dict[str, Any] = {}
         if "temperature" in body and not accepts_sampling(spec):
-            dropped = yield from self._drop_temperature(
+            dropped["temperature"] = yield from self._drop_temperature(
                 body, "the model takes no sampling parameters"
             )
         if (
@@ -336,41 +335,59 @@ class OpenAICompatibleProvider(HTTPProvider):
             and "tools" in body
             and _NO_EFFORT_WITH_TOOLS.match(request.model)
         ):
-            effort = yield from self._drop_effort(
+            dropped["effort"] = yield from self._drop_effort(
                 body,
                 "Chat Completions takes none beside tools for this model "
                 f"(openai-responses:{request.model} takes both)",
             )
+        yield from self._send(body, dropped)
+        self._noted(dropped)
+
+    def _send(self, body: dict[str, Any], dropped: dict[str, Any]) -> Iterator[ProviderEvent]:
+        """Stream ``body``. A 400 that names a parameter ``_drop_rejected`` can do without
+        (an unknown model that takes no temperature, say): drop it with a note and send
+        once more."""
         try:
             yield from self._sse().stream(
                 self.url(), body=body, headers=self.headers(), translate=self._translate
             )
         except HttpStatusError as error:
-            # An unknown model that rejects temperature or an effort: say so and try once
-            # without it.
-            said = str(error).lower()
             if error.status != 400:
                 raise
-            if "temperature" in body and "temperature" in said:
-                dropped = yield from self._drop_temperature(body, "the model rejected it")
-            elif "reasoning_effort" in body and "reasoning_effort" in said:
-                effort = yield from self._drop_effort(body, "the model rejected it")
-            elif "prompt_cache_key" in body and "prompt_cache_key" in said:
-                body.pop("prompt_cache_key")
-                self._cache_key_refused = True
-                yield Notice(
-                    f"{self.label} refuses prompt_cache_key: sent without it (its caching, "
-                    "if any, stays automatic)"
-                )
-            else:
+            if not (yield from self._drop_rejected(body, str(error).lower(), dropped)):
                 raise
             yield from self._sse().stream(
                 self.url(), body=body, headers=self.headers(), translate=self._translate
             )
-        if dropped is not None:
-            self._dropped = dropped  # noted once the user has seen it: a failed turn shows none
-        if effort is not None:
-            self._dropped_effort = effort
+
+    def _drop_rejected(
+        self, body: dict[str, Any], said: str, dropped: dict[str, Any]
+    ) -> Generator[ProviderEvent, None, bool]:
+        """Drop the parameter a 400 (``said``) names, with a note; False if none."""
+        if "temperature" in body and "temperature" in said:
+            dropped["temperature"] = yield from self._drop_temperature(
+                body, "the model rejected it"
+            )
+        elif "reasoning_effort" in body and "reasoning_effort" in said:
+            dropped["effort"] = yield from self._drop_effort(body, "the model rejected it")
+        elif "prompt_cache_key" in body and "prompt_cache_key" in said:
+            body.pop("prompt_cache_key")
+            self._cache_key_refused = True
+            yield Notice(
+                f"{self.label} refuses prompt_cache_key: sent without it (its caching, "
+                "if any, stays automatic)"
+            )
+        else:
+            return False
+        return True
+
+    def _noted(self, dropped: dict[str, Any]) -> None:
+        """What was dropped is noted once the user has seen it (a failed turn shows none):
+        the next turn that drops the same says nothing."""
+        if "temperature" in dropped:
+            self._dropped = dropped["temperature"]
+        if "effort" in dropped:
+            self._dropped_effort = dropped["effort"]
 
     def _drop_effort(self, body: dict[str, Any], why: str) -> Generator[ProviderEvent, None, str]:
         effort = str(body.pop("reasoning_effort"))

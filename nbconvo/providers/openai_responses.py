@@ -44,7 +44,7 @@ from nbconvo._parts import (
 )
 from nbconvo._types import ChatRequest, Finish, Message, Notice, ProviderEvent, ThinkingDelta, Usage
 from nbconvo.providers._content import blocks, described, refuse_effort
-from nbconvo.providers._http import EventFeed, HttpStatusError, ServiceError, parse_json_event
+from nbconvo.providers._http import EventFeed, ServiceError, parse_json_event
 from nbconvo.providers.openai import OpenAIProvider, length_notice
 
 PROVIDER = "openai-responses"  # the provider named in the reasoning parts it makes
@@ -200,7 +200,7 @@ class OpenAIResponsesProvider(OpenAIProvider):
             body["max_output_tokens"] = request.max_tokens
         if request.effort is not None:
             body["reasoning"] = {"effort": request.effort, "summary": "auto"}
-        if request.cache is not None:
+        if request.cache is not None and not self._cache_key_refused:
             body["prompt_cache_key"] = request.cache.key
         return body
 
@@ -212,39 +212,28 @@ class OpenAIResponsesProvider(OpenAIProvider):
             yield Notice(
                 f"seed {request.seed} not sent to {self.label}: the Responses API has none"
             )
-        dropped: float | None = None
+        dropped: dict[str, Any] = {}
         if "temperature" in body and not accepts_sampling(spec):
-            dropped = yield from self._drop_temperature(
+            dropped["temperature"] = yield from self._drop_temperature(
                 body, "the model takes no sampling parameters"
             )
-        try:
-            yield from self._sse().stream(
-                self.url(), body=body, headers=self.headers(), translate=self._translate
-            )
-        except HttpStatusError as error:
-            # An unknown model that rejects a parameter: say so and try once without it.
-            said = str(error).lower()
-            if error.status != 400:
-                raise
-            if "temperature" in body and "temperature" in said:
-                dropped = yield from self._drop_temperature(body, "the model rejected it")
-            elif "reasoning" in body and "reasoning" in said:
-                yield from self._drop_reasoning(body)
-            elif "include" in body and ("encrypted" in said or "include" in said):
-                del body["include"]  # a model without reasoning: nothing to carry back
-            else:
-                raise
-            yield from self._sse().stream(
-                self.url(), body=body, headers=self.headers(), translate=self._translate
-            )
-        if dropped is not None:
-            self._dropped = dropped
+        yield from self._send(body, dropped)
+        self._noted(dropped)
         self._dropped_seed = request.seed
 
-    def _drop_reasoning(self, body: dict[str, Any]) -> Generator[ProviderEvent, None, None]:
-        effort = body.pop("reasoning").get("effort")
-        body.pop("include", None)
-        yield Notice(f"effort {effort} not sent to {self.label}: the model rejected it")
+    def _drop_rejected(
+        self, body: dict[str, Any], said: str, dropped: dict[str, Any]
+    ) -> Generator[ProviderEvent, None, bool]:
+        if not ("temperature" in body and "temperature" in said):
+            if "reasoning" in body and "reasoning" in said:
+                effort = body.pop("reasoning").get("effort")
+                body.pop("include", None)
+                yield Notice(f"effort {effort} not sent to {self.label}: the model rejected it")
+                return True
+            if "include" in body and ("encrypted" in said or "include" in said):
+                del body["include"]  # a model without reasoning: nothing to carry back
+                return True
+        return (yield from super()._drop_rejected(body, said, dropped))
 
     def _translate(self, feed: EventFeed) -> Iterator[ProviderEvent]:
         called = False

@@ -192,12 +192,14 @@ def test_local_servers_get_no_cache_key() -> None:
         assert outcome.error is None and "prompt_cache_key" not in fake.requests[0]
 
 
+@pytest.mark.parametrize("case_name", ["azure", "openai-responses"])
 def test_a_service_refusing_the_key_gets_the_request_without_it(
-    monkeypatch: pytest.MonkeyPatch,
+    case_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Some models an Azure resource serves answer 400 to ``prompt_cache_key``: the turn is
-    sent again without it, with one note, and the provider sends no key after."""
-    case = BY_NAME["azure"]
+    sent again without it, with one note, and the provider sends no key after (Chat
+    Completions and the Responses API alike)."""
+    case = BY_NAME[case_name]
     refused = {
         "error": {
             "code": "unrecognized_request_argument",
@@ -207,8 +209,8 @@ def test_a_service_refusing_the_key_gets_the_request_without_it(
     with case.running(monkeypatch) as fake:
         fake.script.append(Canned(status=400, body=refused))
         provider = case.provider()
-        first = run(provider, chat("azure", 2))
-        second = run(provider, chat("azure", 3))
+        first = run(provider, chat(case_name, 2))
+        second = run(provider, chat(case_name, 3))
         assert first.error is None and second.error is None
         assert ["prompt_cache_key" in s.body for s in fake.seen] == [True, False, False]
         assert len([n for n in first.notices if "prompt_cache_key" in n]) == 1
