@@ -218,6 +218,9 @@ class _Recording(httpx.SyncByteStream):
 GATHER_S = 0.005
 # A chunk that took less than this came out of bytes already read (no wait on the network).
 _BUFFERED_S = 0.0001
+# A body is gathered only once it has been coming for this long: a short answer is read
+# as it comes, so waiting never makes it later.
+GATHER_AFTER_S = 0.02
 # After this many waits in a row that gathered a single piece, a response is read as it comes.
 _IDLE_WAITS = 3
 
@@ -235,8 +238,10 @@ class _Gathering(httpx.SyncByteStream):
     algorithm: no ``TCP_NODELAY``) gives no more after a wait than before: after three
     waits in a row that gathered a single piece, this response is read as it comes. The
     wait adds at most 5 ms before a token is shown; the display shows one update every
-    50 ms at most anyway. (The pieces are the HTTP body's chunks, several to a network
-    read; tests/unit/test_providers_http.py runs it against simulated networks.)"""
+    50 ms at most anyway. A body is gathered only once it has been coming for 20 ms, so
+    a short answer is never made later by a wait. (The pieces are the HTTP body's
+    chunks, several to a network read; tests/unit/test_providers_http.py runs it against
+    simulated networks.)"""
 
     def __init__(
         self,
@@ -254,6 +259,7 @@ class _Gathering(httpx.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         pause, clock, sleep = self._pause, self._clock, self._sleep
         reads = iter(self._inner)
+        first: float | None = None  # when the first piece came
         waited_last = False  # the last piece came right after a wait of ours
         waited_any = False  # a wait of ours came before the pieces counted in gathered
         gathered = 0  # pieces since then that came without waiting on the network
@@ -263,7 +269,10 @@ class _Gathering(httpx.SyncByteStream):
             chunk = next(reads, None)
             if chunk is None:
                 return
-            took = clock() - started
+            now = clock()
+            took = now - started
+            if first is None:
+                first = now
             if waited_last or took < _BUFFERED_S:
                 waited_last = False
                 gathered += 1
@@ -276,7 +285,7 @@ class _Gathering(httpx.SyncByteStream):
             waited_any = False
             gathered = 0
             yield chunk
-            if took < pause:
+            if took < pause and now - first >= GATHER_AFTER_S:
                 self.waits += 1
                 sleep(pause)
                 waited_last = waited_any = True

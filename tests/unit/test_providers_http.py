@@ -264,3 +264,12 @@ def test_a_pause_in_a_fast_stream_is_read_as_it_comes_and_then_gathered_again() 
     assert got == events(801)
     assert network.reads < 801 / 4
     assert network.shown_at[400] == network.sent[400] + Network.READ_S  # not held back
+
+
+def test_a_short_answer_is_read_as_it_comes() -> None:
+    """An answer that is all there within 20 ms (a short one from a fast server) is
+    never waited for: waiting could only make it later."""
+    network = Network([0.00001] * 300)
+    got, gathering = network.read_all()
+    assert got == events(300)
+    assert gathering.waits == 0
