@@ -101,6 +101,11 @@ def main() -> int:
         "the shared machine lands on both sides.",
         "",
         *machine(),
+        "- Figures written (UTC; a benchmark not rerun keeps its last figures): "
+        + ", ".join(
+            f"{path.stem} {time.strftime('%Y-%m-%d %H:%M', time.gmtime(path.stat().st_mtime))}"
+            for path in sorted(OUT.glob("*.json"))
+        ),
         "",
     ]
     headline: list[tuple[str, str, str]] = []

@@ -127,6 +127,8 @@ class Footers:
     def __init__(self) -> None:
         # (conversation, turn id) → (display id, footer text, the note shown now)
         self._shown: dict[tuple[str, int], tuple[str, str, str | None]] = {}
+        # conversation → its branch and the other branches' tips at the last refresh
+        self._world: dict[str, tuple[object, ...]] = {}
 
     def show(self, convo: Conversation, turn_id: int, text: str) -> None:
         display_id = uuid.uuid4().hex
@@ -137,6 +139,10 @@ class Footers:
     def refresh(self, convo: Conversation) -> None:
         tree = convo.tree
         on_path = {t.id for t in convo.path}
+        others = sorted((b, tip) for b, tip in tree.branches.items() if b != convo.branch)
+        world = (convo.branch, *others)
+        same_world = self._world.get(convo.name) == world
+        self._world[convo.name] = world
         for key, (display_id, text, shown) in list(self._shown.items()):
             name, turn_id = key
             if name != convo.name:
@@ -144,7 +150,14 @@ class Footers:
             if turn_id not in tree.turns:  # the conversation was reset or replaced
                 del self._shown[key]
                 continue
-            note = None if turn_id in on_path else self._where(convo, turn_id)
+            if turn_id in on_path:
+                note = None
+            elif shown is not None and same_world:
+                # Off the path before and now, the other branches where they were: where
+                # it lives is unchanged (only the active branch moved, and not through it).
+                note = shown
+            else:
+                note = self._where(convo, turn_id)
             if note != shown:
                 line = text if note is None else f"{text} · ⟲ {note}"
                 update_html(footer_html(line), line, display_id)
