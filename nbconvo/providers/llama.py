@@ -280,16 +280,22 @@ def state_bytes(state: LlamaState) -> int:
     return int(state.llama_state_size) + int(state.input_ids.nbytes) + int(state.scores.nbytes)
 
 
-def saved_bytes(llm: Llama) -> int:
-    """``state_bytes`` of the state ``save_state(llm)`` would make, before making it."""
+def llama_state_size(llm: Llama) -> int:
+    """The bytes llama.cpp writes for ``llm``'s state (a dry run over the KV cache)."""
     import llama_cpp
 
+    return int(llama_cpp.llama_state_get_size(llm._ctx.ctx))
+
+
+def saved_bytes(llm: Llama, size: int | None = None) -> int:
+    """``state_bytes`` of the state ``save_state(llm)`` would make, before making it
+    (``size``: ``llama_state_size(llm)``, when already known)."""
     scores = llm.scores[: llm.n_tokens, :]
-    size = int(llama_cpp.llama_state_get_size(llm._ctx.ctx))
+    size = llama_state_size(llm) if size is None else size
     return size + int(llm.input_ids.nbytes) + int(scores.nbytes)
 
 
-def save_state(llm: Llama) -> LlamaState:
+def save_state(llm: Llama, size: int | None = None) -> LlamaState:
     """``Llama.save_state`` with one copy of llama.cpp's state: llama-cpp's copies it into
     a buffer, then into a buffer of the size written, then into ``bytes``, so saving a
     state of S bytes passed through 3 S (the high-water mark of a 50-turn session on six
@@ -299,7 +305,7 @@ def save_state(llm: Llama) -> LlamaState:
     import llama_cpp
     from llama_cpp import LlamaState
 
-    size = int(llama_cpp.llama_state_get_size(llm._ctx.ctx))
+    size = llama_state_size(llm) if size is None else size
     buffer = (ctypes.c_uint8 * size)()
     written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, buffer, size))
     if written != size:
@@ -379,14 +385,16 @@ def _state_cache_type() -> Callable[[int], _States]:
             for k in list(self.cache_state):
                 if len(k) < len(key) and key[: len(k)] == k:
                     self._drop(k)  # this one holds that one
-            need = saved_bytes(llm)
+            size = llama_state_size(llm)
+            need = saved_bytes(llm, size)
             if need > self.capacity_bytes:
                 return  # larger than the whole budget: not kept
             # Room first, so what is kept never exceeds the budget, not even for a moment.
-            while self._size + need > self.capacity_bytes and self.cache_state:
-                self._drop(next(iter(self.cache_state)))  # the least recently used
-            _give_back_freed_memory()
-            self[key] = save_state(llm)
+            if self._size + need > self.capacity_bytes:
+                while self._size + need > self.capacity_bytes and self.cache_state:
+                    self._drop(next(iter(self.cache_state)))  # the least recently used
+                _give_back_freed_memory()
+            self[key] = save_state(llm, size)
 
         def __setitem__(self, key: Sequence[int], value: LlamaState) -> None:
             key = tuple(key)
