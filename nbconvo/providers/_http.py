@@ -170,8 +170,8 @@ class EventFeed:
     def __init__(self, response: httpx.Response, *, keep_tail: bool = False) -> None:
         self._tail: deque[bytes] = deque(maxlen=64)
         self._response = response
-        # Wrapping the response's own byte stream: one step per network read, and the
-        # body is still decoded only once.
+        # Wrapping the response's own byte stream (one step per piece of the body), so
+        # the body is still decoded only once.
         stream: httpx.SyncByteStream = response.stream  # type: ignore[assignment]
         if keep_tail:  # record what the server sends
             stream = _Recording(stream, self._tail)

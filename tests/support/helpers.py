@@ -28,7 +28,6 @@ class NotebookOutputs(DisplayPublisher):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.outputs: list[dict[str, Any]] = []
-        self.updates = 0
         self.updated: list[str] = []  # each update's text/plain, in order
         self.clears = 0
         self._cell_start = 0  # index of the running cell's first output
@@ -43,7 +42,6 @@ class NotebookOutputs(DisplayPublisher):
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False):  # type: ignore[no-untyped-def]
         display_id = (transient or {}).get("display_id")
         if update:
-            self.updates += 1
             self.updated.append(data.get("text/plain", ""))
             for output in self.outputs:
                 if output["display_id"] == display_id:
@@ -61,6 +59,11 @@ class NotebookOutputs(DisplayPublisher):
         else:
             del self.outputs[self._cell_start :]
 
+    @property
+    def updates(self) -> int:
+        """How many updates the outputs received."""
+        return len(self.updated)
+
     def plain(self) -> list[str]:
         """Each output's text/plain: the Markdown source of an answer or listing."""
         return [o["data"].get("text/plain", "") for o in self.outputs]
@@ -71,7 +74,7 @@ class NotebookOutputs(DisplayPublisher):
     def reset(self) -> None:
         self.outputs.clear()
         self.updated.clear()
-        self.updates = self.clears = self._cell_start = 0
+        self.clears = self._cell_start = 0
 
 
 @contextmanager
